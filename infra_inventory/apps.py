@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class InfraInventoryConfig(AppConfig):
+    name = "infra_inventory"
+    verbose_name = "Infrastructure inventory"

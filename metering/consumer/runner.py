@@ -1,0 +1,206 @@
+"""The ledger consumer: owns Kafka. Poll a batch → check (pure) → write in one
+transaction → dead letters to the DLQ topic → commit offsets, in that order, so a
+crash at any point replays the batch and the ledger's keys make the replay a no-op."""
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from threading import Event
+
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import CommitFailedError
+
+from metering.consumer import steps
+from metering.schemas import Catalog
+from metering.selectors import catalog_current
+from metering.services import (
+    AppendResult, dead_letters_record, ledger_append, ledger_partitions_ahead, utc_now,
+)
+from metering.topics import PRODUCER_CONFIG
+
+logger = logging.getLogger("metering.consumer")
+
+
+@dataclass
+class RunStats:
+    messages: int = 0
+    events: int = 0
+    appended: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+    def add(self, result: AppendResult, *, messages: int, events: int, dead_letters: int) -> None:
+        self.messages += messages
+        self.events += events
+        self.appended += result.appended
+        self.duplicates += result.duplicates
+        self.conflicts += result.conflicts
+        self.dead_letters += dead_letters
+        self.batches += 1
+
+
+@dataclass
+class ConsumerConfig:
+    bootstrap_servers: str
+    topic: str
+    group_id: str
+    dlq_topic: str
+    batch_messages_max: int = 20_000
+    batch_bytes_max: int = 8 * 1024 * 1024
+    session_timeout_ms: int = 10_000
+    stats_interval_s: float = 30.0
+    idle_exit_s: float | None = None  # stop after this long with nothing to read (demo, tests)
+
+
+class CatalogCache:
+    """The catalog as of the last load; reloaded when a batch names something unknown."""
+
+    def __init__(self, refresh_min_s: float = 1.0):
+        self.refresh_min_s = refresh_min_s
+        self.catalog: Catalog = catalog_current()
+        self.loaded_at = time.monotonic()
+
+    def reload_if_stale(self) -> bool:
+        if time.monotonic() - self.loaded_at < self.refresh_min_s:
+            return False
+        self.catalog, self.loaded_at = catalog_current(), time.monotonic()
+        return True
+
+
+def kafka_consumer(config: ConsumerConfig) -> KafkaConsumer:
+    return KafkaConsumer(
+        config.topic,
+        bootstrap_servers=config.bootstrap_servers,
+        group_id=config.group_id,
+        client_id=f"{config.group_id}-consumer",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=config.session_timeout_ms,
+        heartbeat_interval_ms=max(config.session_timeout_ms // 5, 500),
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=16 * 1024 * 1024,
+    )
+
+
+class LedgerConsumer:
+    def __init__(self, config: ConsumerConfig, *, consumer: KafkaConsumer | None = None):
+        self.config = config
+        self.consumer = consumer or kafka_consumer(config)
+        self.producer = KafkaProducer(bootstrap_servers=config.bootstrap_servers, **PRODUCER_CONFIG)
+        self.catalog = CatalogCache()
+        self.lateness = timedelta(days=settings.USAGE_LATENESS_DAYS)
+        self.stats = RunStats()
+
+    def run(self, stop: Event) -> RunStats:
+        ledger_partitions_ahead(as_of=utc_now())
+        last_records_at = last_log_at = time.monotonic()
+        logged = RunStats()
+        try:
+            while not stop.is_set():
+                records = self._poll()
+                now_s = time.monotonic()
+                if records:
+                    self._process(records)
+                    last_records_at = now_s
+                elif self.config.idle_exit_s is not None and self.consumer.assignment() \
+                        and now_s - last_records_at >= self.config.idle_exit_s:
+                    break
+                if now_s - last_log_at >= self.config.stats_interval_s:
+                    self._log_progress("progress", since=logged, seconds=now_s - last_log_at)
+                    logged, last_log_at = RunStats(**{k: getattr(self.stats, k) for k in vars(self.stats)}), now_s
+        finally:
+            self._log_progress("total", since=RunStats(), seconds=time.monotonic() - self.stats.started_at)
+            self.consumer.close(autocommit=False)
+            self.producer.close(timeout=10)
+        return self.stats
+
+    def _poll(self) -> list:
+        """Up to batch_messages_max records or batch_bytes_max bytes, whichever comes first."""
+        records, size = [], 0
+        timeout_ms = 1_000
+        while len(records) < self.config.batch_messages_max and size < self.config.batch_bytes_max:
+            polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.config.batch_messages_max - len(records))
+            fresh = [record for batch in polled.values() for record in batch]
+            if not fresh:
+                break
+            records.extend(fresh)
+            size += sum(len(r.value or b"") for r in fresh)
+            timeout_ms = 0
+        return records
+
+    def _process(self, records: list) -> None:
+        checked = steps.check(records, catalog=self.catalog.catalog, lateness=self.lateness, now=utc_now())
+        if checked.names_unknown and self.catalog.reload_if_stale():
+            checked = steps.check(records, catalog=self.catalog.catalog, lateness=self.lateness, now=utc_now())
+        result, rejected = self._write(checked)
+        for rejection in rejected:
+            self.producer.send(self.config.dlq_topic, key=rejection.key, value=rejection.dlq_value())
+        if rejected:
+            self.producer.flush()
+        try:
+            self.consumer.commit(offsets=steps.next_offsets(records))
+        except CommitFailedError:
+            # The group rebalanced while we wrote: the new owner replays the batch, a no-op.
+            logger.warning("offset commit refused after a rebalance; the batch will be replayed harmlessly")
+        events = len(checked.accepted) + len(checked.rejected)
+        self.stats.add(result, messages=len(records), events=events, dead_letters=len(rejected))
+
+    def _write(self, checked: steps.Checked) -> tuple[AppendResult, list[steps.Rejected]]:
+        try:
+            with transaction.atomic():
+                result = ledger_append(accepted=checked.accepted)
+                dead_letters_record(rejected=checked.rejected)
+            return result, checked.rejected
+        except (OperationalError, InterfaceError):
+            raise  # the database is away: crash, restart, replay
+        except DatabaseError:
+            logger.exception("batch write failed; isolating the element at fault")
+            return self._write_one_by_one(checked)
+
+    def _write_one_by_one(self, checked: steps.Checked) -> tuple[AppendResult, list[steps.Rejected]]:
+        """A poison element must not stall the partition: write each alone, dead-letter failures."""
+        total, rejected = AppendResult(), list(checked.rejected)
+        for item in checked.accepted:
+            try:
+                with transaction.atomic():
+                    one = ledger_append(accepted=[item])
+                total = AppendResult(*(a + b for a, b in zip(vars(total).values(), vars(one).values())))
+            except (OperationalError, InterfaceError):
+                raise
+            except DatabaseError as exc:
+                rejected.append(steps.Rejected(
+                    "invalid", "write_failed", {"non_field_errors": [str(exc).strip()]}, item.source,
+                    item.received_at, item.event.customer_id.encode(), payload=item.event.payload(),
+                ))
+        dead_letters_record(rejected=rejected)
+        return total, rejected
+
+    def _log_progress(self, label: str, *, since: RunStats, seconds: float) -> None:
+        events = self.stats.events - since.events
+        lag = self._lag()
+        logger.info(
+            "ledger-consumer %s: %.0f events/s over %.0fs; appended=%d duplicates=%d conflicts=%d "
+            "dead_letters=%d batches=%d; lag=%s",
+            label, events / max(seconds, 1e-9), seconds,
+            self.stats.appended - since.appended, self.stats.duplicates - since.duplicates,
+            self.stats.conflicts - since.conflicts, self.stats.dead_letters - since.dead_letters,
+            self.stats.batches - since.batches, lag,
+        )
+
+    def _lag(self) -> int | str:
+        try:
+            total = 0
+            for tp in self.consumer.assignment():
+                highwater = self.consumer.highwater(tp)
+                if highwater is None:
+                    return "unknown"
+                total += max(highwater - self.consumer.position(tp, timeout_ms=1000), 0)
+            return total
+        except Exception:  # lag is informational; never let it stop the consumer
+            return "unknown"

@@ -1,0 +1,127 @@
+"""The consumer's pure steps: decode Kafka records, validate every element, and
+split them into accepted events and rejections. No Django, no I/O, no clock."""
+
+import base64
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from metering.schemas import Catalog, Invalid, Rules, UsageEventIn, event_validate
+
+BATCH_EVENTS_MAX = 1_000
+MESSAGE_LEVEL = -1  # source index of a message that is not an array
+
+
+@dataclass(frozen=True, slots=True)
+class Coordinates:
+    topic: str
+    partition: int
+    offset: int
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    event: UsageEventIn
+    source: Coordinates
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    kind: str  # "invalid" | "undecodable"
+    reason: str
+    errors: dict
+    source: Coordinates
+    received_at: datetime
+    key: bytes | None
+    payload: object = None
+    raw: bytes | None = None
+
+    @property
+    def customer_id(self) -> str:
+        value = self.payload.get("customer_id") if isinstance(self.payload, dict) else None
+        return value[:64] if isinstance(value, str) else ""
+
+    @property
+    def event_id(self) -> str:
+        value = self.payload.get("event_id") if isinstance(self.payload, dict) else None
+        return value[:128] if isinstance(value, str) else ""
+
+    def dlq_value(self) -> bytes:
+        """What goes to the dead-letter topic: the reason and the element as received."""
+        body = {
+            "kind": self.kind, "reason": self.reason, "errors": self.errors,
+            "source": {"topic": self.source.topic, "partition": self.source.partition,
+                       "offset": self.source.offset, "index": self.source.index},
+            "received_at": self.received_at.isoformat(),
+        }
+        if self.raw is not None:
+            body["raw_base64"] = base64.b64encode(self.raw).decode()
+        else:
+            body["payload"] = self.payload
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    accepted: list[Accepted]
+    rejected: list[Rejected]
+
+    @property
+    def names_unknown(self) -> bool:
+        """A rejection that a fresher catalog might turn into an acceptance."""
+        return any(r.reason in {"customer_unknown", "model_unknown"} for r in self.rejected)
+
+
+def received_at_of(record, *, now: datetime) -> datetime:
+    if record.timestamp is None or record.timestamp < 0:
+        return now
+    return datetime.fromtimestamp(record.timestamp / 1000, UTC)
+
+
+def check(records: Iterable, *, catalog: Catalog, lateness: timedelta, now: datetime) -> Checked:
+    """Decode and validate each record; an array is checked element by element."""
+    accepted: list[Accepted] = []
+    rejected: list[Rejected] = []
+    for record in records:
+        received_at = received_at_of(record, now=now)
+        message = Coordinates(record.topic, record.partition, record.offset, MESSAGE_LEVEL)
+        try:
+            body = json.loads(record.value)
+        except (TypeError, ValueError) as exc:  # None, bad UTF-8, bad JSON
+            reason = "empty_message" if record.value is None else "undecodable_json"
+            rejected.append(Rejected("undecodable", reason, {"non_field_errors": [str(exc)]}, message,
+                                     received_at, record.key, raw=record.value or b""))
+            continue
+        if isinstance(body, list) and len(body) > BATCH_EVENTS_MAX:
+            errors = {"non_field_errors": [f"A batch holds at most {BATCH_EVENTS_MAX} events, got {len(body)}."]}
+            rejected.append(Rejected("invalid", "batch_too_large", errors, message, received_at, record.key,
+                                     raw=record.value))
+            continue
+        elements = enumerate(body) if isinstance(body, list) else ((MESSAGE_LEVEL, body),)
+        rules = Rules(arrived_at=received_at, lateness=lateness)
+        key = record.key.decode("utf-8", "replace") if record.key is not None else None
+        for index, element in elements:
+            source = Coordinates(record.topic, record.partition, record.offset, index)
+            verdict = event_validate(element, catalog=catalog, rules=rules)
+            if isinstance(verdict, UsageEventIn) and key is not None and verdict.customer_id != key:
+                verdict = Invalid("key_mismatch", {"customer_id": [f"Differs from the message key '{key}'."]})
+            if isinstance(verdict, Invalid):
+                rejected.append(Rejected("invalid", verdict.reason, verdict.errors, source, received_at,
+                                         record.key, payload=element))
+            else:
+                accepted.append(Accepted(verdict, source, received_at))
+    return Checked(accepted, rejected)
+
+
+def next_offsets(records: Iterable) -> dict[TopicPartition, OffsetAndMetadata]:
+    """The offsets to commit once a batch is durable: one past the last record."""
+    highest: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        highest[tp] = max(highest.get(tp, -1), record.offset)
+    return {tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in highest.items()}

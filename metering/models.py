@@ -1,0 +1,227 @@
+"""Customers, the model catalog, API keys and the usage ledger with its projections.
+
+Invariants and where they are enforced:
+- The ledger (`UsageEvent`) is append-only: a Postgres trigger rejects UPDATE and
+  DELETE on every partition (migration 0002), whatever the client.
+- The ledger is range-partitioned by month on `occurred_at`; partitions are created
+  ahead by `services.ledger_partitions_ensure` (consumer, beat, migrate).
+- (customer_id, event_id) is unique over all time: the primary key of
+  `UsageEventKey`, which a batch claims before anything reaches the ledger
+  (a partitioned table cannot hold a unique index without the partition key).
+- Every Kafka message element is recorded at most once: unique (topic, partition,
+  offset, index) on ledger keys, duplicates and dead letters, so a replay is a no-op.
+- `HourlyRollup` is a projection of the ledger, updated in the same transaction as
+  the append; `verify_projections` recomputes it and must find no difference.
+"""
+
+from django.db import models
+from django.db.models import Q
+
+
+class Customer(models.Model):
+    customer_id = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    currency = models.CharField(max_length=3, default="USD")
+    email = models.EmailField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["customer_id"]
+
+    def __str__(self):
+        return f"{self.customer_id} ({self.name})"
+
+
+class CatalogModel(models.Model):
+    """A served model and the model tier it is priced by."""
+
+    name = models.CharField(max_length=128, unique=True)
+    tier = models.SlugField(max_length=32)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "model"
+
+    def __str__(self):
+        return f"{self.name} [{self.tier}]"
+
+
+class ApiKey(models.Model):
+    class Scope(models.TextChoices):
+        INGEST = "ingest"
+        ADMIN = "admin"
+        CUSTOMER = "customer"
+
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=12, editable=False, help_text="First characters, to recognise a key.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(scope="customer", customer__isnull=False) | (~Q(scope="customer") & Q(customer__isnull=True)),
+                name="api_key_customer_iff_customer_scope",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.prefix}… ({self.scope}{': ' + self.name if self.name else ''})"
+
+
+class SourceCoordinates(models.Model):
+    """Where an element came from: Kafka topic, partition, offset and array index
+    (-1 for a message that is not an array). Unique, so a replay records nothing twice."""
+
+    source_topic = models.CharField(max_length=249)
+    source_partition = models.IntegerField()
+    source_offset = models.BigIntegerField()
+    source_index = models.IntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class ServiceTier(models.TextChoices):
+    STANDARD = "standard"
+    BATCH = "batch"
+    PRIORITY = "priority"
+
+
+class UsageEvent(SourceCoordinates):
+    """One served request, as accepted into the append-only ledger.
+
+    The table is created by raw SQL (migration 0002): PRIMARY KEY (id, occurred_at),
+    PARTITION BY RANGE (occurred_at), and the append-only trigger. `id` comes from a
+    sequence and is unique on its own; Django treats it as the key.
+    """
+
+    id = models.BigIntegerField(primary_key=True)
+    customer_id = models.CharField(max_length=64)
+    event_id = models.CharField(max_length=128)
+    model = models.CharField(max_length=128)
+    occurred_at = models.DateTimeField(help_text="The event's timestamp: when the request was served.")
+    received_at = models.DateTimeField(help_text="When the message reached Kafka.")
+    ingested_at = models.DateTimeField(help_text="When the ledger appended it.")
+    input_tokens = models.BigIntegerField()
+    cached_input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    service_tier = models.CharField(max_length=16, choices=ServiceTier.choices)
+    region = models.CharField(max_length=64, blank=True)
+    cluster = models.CharField(max_length=64, blank=True)
+    metadata = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        db_table = "metering_usage_event"
+        ordering = ["-occurred_at"]
+
+    def __str__(self):
+        return f"{self.customer_id}/{self.event_id}"
+
+
+class UsageEventKey(SourceCoordinates):
+    """The deduplication key of every accepted event, and the digest of its payload."""
+
+    pk = models.CompositePrimaryKey("customer_id", "event_id")
+    customer_id = models.CharField(max_length=64)
+    event_id = models.CharField(max_length=128)
+    digest = models.BinaryField(max_length=16)
+    ledger_id = models.BigIntegerField()
+    occurred_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "metering_usage_event_key"
+
+
+class UsageDuplicate(SourceCoordinates):
+    """An exact repeat of an accepted event: dropped, counted here."""
+
+    customer_id = models.CharField(max_length=64)
+    event_id = models.CharField(max_length=128)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "metering_usage_duplicate"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_topic", "source_partition", "source_offset", "source_index"],
+                name="usage_duplicate_once_per_element",
+            )
+        ]
+
+
+class DeadLetter(SourceCoordinates):
+    """An element the ledger did not apply: invalid, undecodable, or a conflicting repeat."""
+
+    class Kind(models.TextChoices):
+        INVALID = "invalid"
+        UNDECODABLE = "undecodable"
+        CONFLICT = "conflict"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    reason = models.CharField(max_length=64, help_text="Stable code of the first failed rule.")
+    errors = models.JSONField(default=dict, help_text="Field → messages.")
+    customer_id = models.CharField(max_length=64, blank=True)
+    event_id = models.CharField(max_length=128, blank=True)
+    payload = models.JSONField(null=True, blank=True, help_text="The element as received, when it was JSON.")
+    raw = models.TextField(blank=True, help_text="The undecodable bytes, base64.")
+    existing_payload = models.JSONField(null=True, blank=True, help_text="For conflicts: the event already accepted.")
+    received_at = models.DateTimeField()
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "metering_dead_letter"
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_topic", "source_partition", "source_offset", "source_index"],
+                name="dead_letter_once_per_element",
+            )
+        ]
+        indexes = [models.Index(fields=["kind", "-id"]), models.Index(fields=["customer_id", "-id"])]
+
+    def __str__(self):
+        return f"{self.kind}: {self.reason} ({self.customer_id}/{self.event_id})"
+
+
+class UsageConflict(DeadLetter):
+    """Conflicting duplicates, shown apart in admin."""
+
+    class Meta:
+        proxy = True
+
+
+class HourlyRollup(models.Model):
+    """Events and token sums per (customer, model, service tier, region, cluster, hour).
+
+    `input_tokens` counts all prompt tokens as on the event, cached ones included;
+    the priced `input` class is input_tokens − cached_input_tokens.
+    """
+
+    customer_id = models.CharField(max_length=64)
+    model = models.CharField(max_length=128)
+    service_tier = models.CharField(max_length=16, choices=ServiceTier.choices)
+    region = models.CharField(max_length=64, blank=True)
+    cluster = models.CharField(max_length=64, blank=True)
+    hour = models.DateTimeField()
+    events = models.BigIntegerField()
+    input_tokens = models.BigIntegerField()
+    cached_input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+
+    class Meta:
+        db_table = "metering_hourly_rollup"
+        ordering = ["hour"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer_id", "model", "service_tier", "region", "cluster", "hour"],
+                name="hourly_rollup_one_row_per_group",
+            ),
+            models.CheckConstraint(condition=Q(events__gt=0), name="hourly_rollup_events_positive"),
+        ]
+        indexes = [models.Index(fields=["hour"]), models.Index(fields=["customer_id", "hour"])]

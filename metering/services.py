@@ -1,0 +1,229 @@
+"""Writes to the usage ledger and its projections.
+
+`ledger_append` is the one way events enter the ledger. It stages a batch with COPY
+and then, in set-based SQL inside the caller's transaction, claims each
+(customer_id, event_id), appends the winners, adds them to the hourly rollups and
+records the repeats as duplicates or conflicts.
+"""
+
+import base64
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from django.db import connection, transaction
+
+from metering.consumer.steps import Accepted, Rejected
+from metering.models import DeadLetter
+
+STAGE_COLUMNS = (
+    "topic", "partition", "offset", "idx", "customer_id", "event_id", "digest", "model", "occurred_at",
+    "received_at", "input_tokens", "cached_input_tokens", "output_tokens", "service_tier", "region",
+    "cluster", "metadata",
+)
+
+STAGE_CREATE = """
+CREATE TEMP TABLE IF NOT EXISTS usage_stage (
+    topic text NOT NULL, "partition" integer NOT NULL, "offset" bigint NOT NULL, idx integer NOT NULL,
+    customer_id text NOT NULL, event_id text NOT NULL, digest bytea NOT NULL, model text NOT NULL,
+    occurred_at timestamptz NOT NULL, received_at timestamptz NOT NULL, input_tokens bigint NOT NULL,
+    cached_input_tokens bigint NOT NULL, output_tokens bigint NOT NULL, service_tier text NOT NULL,
+    region text NOT NULL, cluster text NOT NULL, metadata jsonb
+) ON COMMIT DELETE ROWS
+"""
+
+TOKEN_SUMS = "count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens)"
+ROLLUP_GROUP = "customer_id, model, service_tier, region, cluster, date_trunc('hour', occurred_at, 'UTC')"
+ROLLUP_COLUMNS = (
+    "customer_id, model, service_tier, region, cluster, hour, events, input_tokens, cached_input_tokens, output_tokens"
+)
+
+APPEND_SQL = f"""
+WITH candidates AS (
+    SELECT DISTINCT ON (customer_id, event_id) *
+    FROM usage_stage
+    ORDER BY customer_id, event_id, topic, "partition", "offset", idx
+), claimed AS (
+    INSERT INTO metering_usage_event_key
+        (customer_id, event_id, digest, ledger_id, occurred_at,
+         source_topic, source_partition, source_offset, source_index)
+    SELECT customer_id, event_id, digest, nextval('metering_usage_event_id_seq'), occurred_at,
+           topic, "partition", "offset", idx
+    FROM candidates
+    ON CONFLICT DO NOTHING
+    RETURNING customer_id, event_id, ledger_id
+), appended AS (
+    INSERT INTO metering_usage_event
+        (id, source_topic, source_partition, source_offset, source_index, customer_id, event_id, model,
+         occurred_at, received_at, input_tokens, cached_input_tokens, output_tokens, service_tier,
+         region, cluster, metadata)
+    SELECT claimed.ledger_id, c.topic, c."partition", c."offset", c.idx, c.customer_id, c.event_id, c.model,
+           c.occurred_at, c.received_at, c.input_tokens, c.cached_input_tokens, c.output_tokens,
+           c.service_tier, c.region, c.cluster, c.metadata
+    FROM candidates c JOIN claimed USING (customer_id, event_id)
+    RETURNING customer_id, model, service_tier, region, cluster, occurred_at,
+              input_tokens, cached_input_tokens, output_tokens
+), rolled AS (
+    INSERT INTO metering_hourly_rollup AS r ({ROLLUP_COLUMNS})
+    SELECT {ROLLUP_GROUP}, {TOKEN_SUMS}
+    FROM appended
+    GROUP BY 1, 2, 3, 4, 5, 6
+    ORDER BY 1, 2, 3, 4, 5, 6
+    ON CONFLICT (customer_id, model, service_tier, region, cluster, hour) DO UPDATE SET
+        events = r.events + EXCLUDED.events,
+        input_tokens = r.input_tokens + EXCLUDED.input_tokens,
+        cached_input_tokens = r.cached_input_tokens + EXCLUDED.cached_input_tokens,
+        output_tokens = r.output_tokens + EXCLUDED.output_tokens
+)
+SELECT count(*) FROM appended
+"""
+
+
+def _payload_sql(alias: str, *, timestamp: str = "occurred_at") -> str:
+    """The normalized event as jsonb, built from ledger-shaped columns."""
+    return f"""jsonb_strip_nulls(jsonb_build_object(
+        'event_id', {alias}.event_id, 'customer_id', {alias}.customer_id, 'model', {alias}.model,
+        'timestamp', {alias}.{timestamp}, 'input_tokens', {alias}.input_tokens,
+        'cached_input_tokens', {alias}.cached_input_tokens, 'output_tokens', {alias}.output_tokens,
+        'service_tier', {alias}.service_tier, 'region', NULLIF({alias}.region, ''),
+        'cluster', NULLIF({alias}.cluster, ''), 'metadata', {alias}.metadata))"""
+
+
+REPEATS_SQL = f"""
+WITH repeats AS (
+    SELECT s.*, k.digest = s.digest AS exact, k.ledger_id, k.occurred_at AS original_at
+    FROM usage_stage s JOIN metering_usage_event_key k USING (customer_id, event_id)
+    WHERE (k.source_topic, k.source_partition, k.source_offset, k.source_index)
+          IS DISTINCT FROM (s.topic, s."partition", s."offset", s.idx)
+), duplicates AS (
+    INSERT INTO metering_usage_duplicate
+        (source_topic, source_partition, source_offset, source_index, customer_id, event_id, received_at)
+    SELECT topic, "partition", "offset", idx, customer_id, event_id, received_at
+    FROM repeats WHERE exact
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), conflicts AS (
+    INSERT INTO metering_dead_letter
+        (source_topic, source_partition, source_offset, source_index, kind, reason, errors, customer_id,
+         event_id, payload, raw, existing_payload, received_at, recorded_at)
+    SELECT r.topic, r."partition", r."offset", r.idx, 'conflict', 'conflicting_duplicate',
+           jsonb_build_object('event_id', jsonb_build_array(
+               'An event with this event_id and a different payload was already accepted.')),
+           r.customer_id, r.event_id, {_payload_sql("r")}, '',
+           (SELECT {_payload_sql("e")} FROM metering_usage_event e
+             WHERE e.id = r.ledger_id AND e.occurred_at = r.original_at),
+           r.received_at, now()
+    FROM repeats r WHERE NOT r.exact
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM duplicates), (SELECT count(*) FROM conflicts)
+"""
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    appended: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+
+
+_partitions_known: set[date] = set()
+
+
+def _month_start(moment: datetime) -> date:
+    return date(moment.year, moment.month, 1)
+
+
+def _month_after(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+@transaction.atomic
+def ledger_partitions_ensure(*, months: Iterable[date]) -> list[str]:
+    """Create the monthly ledger partitions that do not exist yet; returns the new ones.
+
+    An advisory lock serializes creators, so several consumers may call it at once.
+    """
+    wanted = sorted({date(m.year, m.month, 1) for m in months} - _partitions_known)
+    created = []
+    if not wanted:
+        return created
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('metering_usage_event partitions'))")
+        for month in wanted:
+            name = f"metering_usage_event_y{month.year:04d}m{month.month:02d}"
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
+            if not cursor.fetchone()[0]:
+                cursor.execute(
+                    f"CREATE TABLE {name} PARTITION OF metering_usage_event "
+                    f"FOR VALUES FROM ('{month.isoformat()} 00:00+00') TO ('{_month_after(month).isoformat()} 00:00+00')"
+                )
+                created.append(name)
+    transaction.on_commit(lambda: _partitions_known.update(wanted))
+    return created
+
+
+def ledger_partitions_ahead(*, as_of: datetime, months_ahead: int = 3, months_back: int = 2) -> list[str]:
+    """Partitions for every month an event arriving around `as_of` may fall in."""
+    month = _month_start(as_of)
+    for _ in range(months_back):
+        month = date(month.year - (month.month == 1), (month.month - 2) % 12 + 1, 1)
+    months = []
+    for _ in range(months_back + months_ahead + 1):
+        months.append(month)
+        month = _month_after(month)
+    return ledger_partitions_ensure(months=months)
+
+
+def _stage_rows(accepted: Sequence[Accepted]):
+    for item in accepted:
+        event, source = item.event, item.source
+        yield (
+            source.topic, source.partition, source.offset, source.index, event.customer_id, event.event_id,
+            event.digest(), event.model, event.occurred_at, item.received_at, event.input_tokens,
+            event.cached_input_tokens, event.output_tokens, event.service_tier, event.region, event.cluster,
+            None if event.metadata is None else json.dumps(event.metadata),
+        )
+
+
+@transaction.atomic
+def ledger_append(*, accepted: Sequence[Accepted]) -> AppendResult:
+    """Append the new events of a batch, count exact repeats, set conflicts aside."""
+    if not accepted:
+        return AppendResult()
+    ledger_partitions_ensure(months={_month_start(a.event.occurred_at) for a in accepted})
+    with connection.cursor() as cursor:
+        cursor.execute(STAGE_CREATE)
+        columns = ", ".join(f'"{c}"' for c in STAGE_COLUMNS)
+        with cursor.cursor.copy(f"COPY usage_stage ({columns}) FROM STDIN") as copy:
+            for row in _stage_rows(accepted):
+                copy.write_row(row)
+        cursor.execute(APPEND_SQL)
+        appended = cursor.fetchone()[0]
+        cursor.execute(REPEATS_SQL)
+        duplicates, conflicts = cursor.fetchone()
+        cursor.execute("TRUNCATE usage_stage")
+    return AppendResult(appended=appended, duplicates=duplicates, conflicts=conflicts)
+
+
+@transaction.atomic
+def dead_letters_record(*, rejected: Sequence[Rejected]) -> None:
+    """Keep every refused element with its reason; a replayed element is kept once."""
+    DeadLetter.objects.bulk_create(
+        [
+            DeadLetter(
+                kind=r.kind, reason=r.reason, errors=r.errors, customer_id=r.customer_id, event_id=r.event_id,
+                payload=r.payload, raw=base64.b64encode(r.raw).decode() if r.raw is not None else "",
+                received_at=r.received_at, source_topic=r.source.topic, source_partition=r.source.partition,
+                source_offset=r.source.offset, source_index=r.source.index,
+            )
+            for r in rejected
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

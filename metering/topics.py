@@ -1,0 +1,17 @@
+"""Kafka topic names and how the project's producers are configured."""
+
+from django.conf import settings
+
+
+def usage_topic() -> str:
+    return settings.KAFKA_USAGE_TOPIC
+
+
+def usage_dlq_topic() -> str:
+    return settings.KAFKA_USAGE_DLQ_TOPIC
+
+
+PARTITIONS_DEFAULT = 6
+
+# acks=all: a send is acknowledged only once every in-sync replica has it.
+PRODUCER_CONFIG = {"acks": "all", "linger_ms": 5, "retries": 5, "max_request_size": 6 * 1024 * 1024}
