@@ -8,6 +8,7 @@ records the repeats as duplicates or conflicts.
 
 import base64
 import json
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -15,7 +16,8 @@ from datetime import UTC, date, datetime
 from django.db import connection, transaction
 
 from metering.consumer.steps import Accepted, Rejected
-from metering.models import DeadLetter
+from config.api import api_key_hash
+from metering.models import ApiKey, Customer, DeadLetter
 
 STAGE_COLUMNS = (
     "topic", "partition", "offset", "idx", "customer_id", "event_id", "digest", "model", "occurred_at",
@@ -33,7 +35,7 @@ CREATE TEMP TABLE IF NOT EXISTS usage_stage (
 ) ON COMMIT DELETE ROWS
 """
 
-TOKEN_SUMS = "count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens)"
+TOKEN_SUMS = "count(*), sum(input_tokens)::bigint, sum(cached_input_tokens)::bigint, sum(output_tokens)::bigint"
 ROLLUP_GROUP = "customer_id, model, service_tier, region, cluster, date_trunc('hour', occurred_at, 'UTC')"
 ROLLUP_COLUMNS = (
     "customer_id, model, service_tier, region, cluster, hour, events, input_tokens, cached_input_tokens, output_tokens"
@@ -227,3 +229,22 @@ def dead_letters_record(*, rejected: Sequence[Rejected]) -> None:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class ApiKeyScopeInvalid(Exception):
+    """A customer key needs a customer; other scopes must not have one."""
+
+
+@transaction.atomic
+def api_key_create(*, scope: str, customer_id: str | None = None, name: str = "") -> tuple["ApiKey", str]:
+    """Make a key; returns the row and the raw key, which is never stored and shown only now."""
+    if scope not in ApiKey.Scope.values:
+        raise ApiKeyScopeInvalid(f"Unknown scope '{scope}'; use one of {', '.join(ApiKey.Scope.values)}.")
+    if (scope == ApiKey.Scope.CUSTOMER) != (customer_id is not None):
+        raise ApiKeyScopeInvalid("A 'customer' key needs --customer; other scopes take none.")
+    customer = Customer.objects.get(customer_id=customer_id) if customer_id else None
+    raw_key = "tl_" + secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(
+        name=name, scope=scope, customer=customer, prefix=raw_key[:10], key_hash=api_key_hash(raw_key)
+    )
+    return key, raw_key

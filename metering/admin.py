@@ -1,0 +1,131 @@
+"""Admin for finance staff: the ledger and its projections read-only; customers,
+models and API keys editable by admins."""
+
+import json
+
+from django.contrib import admin, messages
+from django.utils import timezone
+from django.utils.html import format_html
+
+from metering.models import (
+    ApiKey, CatalogModel, Customer, DeadLetter, HourlyRollup, UsageConflict, UsageDuplicate, UsageEvent,
+)
+from metering.services import api_key_create
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Ledger tables are facts: viewable, never added, changed or deleted here."""
+
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def pretty_json(value) -> str:
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True)) if value is not None else "—"
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ["customer_id", "name", "currency", "email", "created_at"]
+    search_fields = ["customer_id", "name", "email"]
+
+
+@admin.register(CatalogModel)
+class CatalogModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "tier", "created_at"]
+    list_filter = ["tier"]
+    search_fields = ["name"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "name", "scope", "customer", "created_at", "revoked_at"]
+    list_filter = ["scope", ("revoked_at", admin.EmptyFieldListFilter)]
+    readonly_fields = ["prefix", "created_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def get_fields(self, request, obj=None):
+        return ["name", "scope", "customer"] if obj is None else ["prefix", "name", "scope", "customer", "created_at", "revoked_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["prefix", "scope", "customer", "created_at", "revoked_at"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        key, raw_key = api_key_create(
+            scope=obj.scope, customer_id=obj.customer.customer_id if obj.customer else None, name=obj.name
+        )
+        obj.pk = key.pk
+        messages.warning(request, f"New API key (shown once, copy it now): {raw_key}")
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request, queryset):
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        messages.info(request, f"Revoked {count} key(s).")
+
+
+@admin.register(UsageEvent)
+class UsageEventAdmin(ReadOnlyAdmin):
+    list_display = ["occurred_at", "customer_id", "event_id", "model", "service_tier", "input_tokens",
+                    "cached_input_tokens", "output_tokens", "cluster", "received_at"]
+    list_filter = ["service_tier"]
+    search_fields = ["=customer_id", "=event_id"]
+    date_hierarchy = "occurred_at"
+
+
+@admin.register(HourlyRollup)
+class HourlyRollupAdmin(ReadOnlyAdmin):
+    list_display = ["hour", "customer_id", "model", "service_tier", "region", "cluster", "events",
+                    "input_tokens", "cached_input_tokens", "output_tokens"]
+    list_filter = ["service_tier", "model"]
+    search_fields = ["=customer_id"]
+    date_hierarchy = "hour"
+
+
+@admin.register(UsageDuplicate)
+class UsageDuplicateAdmin(ReadOnlyAdmin):
+    list_display = ["received_at", "customer_id", "event_id", "source_partition", "source_offset"]
+    search_fields = ["=customer_id", "=event_id"]
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(ReadOnlyAdmin):
+    list_display = ["recorded_at", "kind", "reason", "customer_id", "event_id", "source_partition", "source_offset"]
+    list_filter = ["kind", "reason"]
+    search_fields = ["=customer_id", "=event_id"]
+    readonly_fields = ["payload_pretty", "errors_pretty"]
+    exclude = ["payload", "errors", "existing_payload"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).exclude(kind=DeadLetter.Kind.CONFLICT)
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj):
+        return pretty_json(obj.payload)
+
+    @admin.display(description="errors")
+    def errors_pretty(self, obj):
+        return pretty_json(obj.errors)
+
+
+@admin.register(UsageConflict)
+class UsageConflictAdmin(DeadLetterAdmin):
+    list_display = ["recorded_at", "customer_id", "event_id", "source_partition", "source_offset"]
+    list_filter = []
+    readonly_fields = ["payload_pretty", "existing_payload_pretty"]
+
+    def get_queryset(self, request):
+        return DeadLetter.objects.filter(kind=DeadLetter.Kind.CONFLICT)
+
+    @admin.display(description="accepted payload")
+    def existing_payload_pretty(self, obj):
+        return pretty_json(obj.existing_payload)

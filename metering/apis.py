@@ -1,0 +1,218 @@
+"""REST endpoints of metering (API.md: Usage, Catalog, Customers). Thin: validate,
+call one service or selector, serialize."""
+
+import json
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from kafka.errors import KafkaError
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import NotFound, ParseError, PermissionDenied
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api import DomainError, NextCursorPagination, PayloadTooLarge, RuleViolation, customer_scope_of
+from metering import selectors
+from metering.models import CatalogModel, Customer, DeadLetter
+from metering.producer import events_produce
+from metering.schemas import EXAMPLE_EVENT, Rules, UsageEventIn, event_validate
+from metering.services import utc_now
+
+logger = logging.getLogger(__name__)
+
+
+class IngestUnavailable(DomainError):
+    code = "ingest_unavailable"
+    status = 503
+    title = "Events could not be handed to Kafka"
+
+
+def _body_json(request, *, bytes_max: int):
+    """The request body as JSON, refusing anything over bytes_max before reading it all."""
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared and declared.isdigit() and int(declared) > bytes_max:
+        raise PayloadTooLarge(f"The body is {declared} bytes; at most {bytes_max} are accepted.")
+    raw = request._request.read(bytes_max + 1)
+    if len(raw) > bytes_max:
+        raise PayloadTooLarge(f"The body is larger than {bytes_max} bytes.")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ParseError(f"The body is not valid JSON: {exc}") from exc
+
+
+class UsageEventIngestApi(APIView):
+    scopes = ("ingest",)
+    throttle_scope = "ingest"
+
+    @extend_schema(
+        operation_id="usage_events_ingest",
+        request=OpenApiTypes.OBJECT,
+        responses={202: OpenApiTypes.OBJECT, 422: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT},
+        examples=[
+            OpenApiExample("one event", value=EXAMPLE_EVENT, request_only=True),
+            OpenApiExample("a batch", value={"events": [EXAMPLE_EVENT]}, request_only=True),
+            OpenApiExample("accepted", value={"accepted": 1, "rejected": []}, response_only=True, status_codes=["202"]),
+        ],
+        description=(
+            "One usage event (DESIGN.md §1), or `{\"events\": [...]}` with at most 1,000 events and 5 MiB. "
+            "Valid events are acknowledged by Kafka (acks=all) before the 202; invalid ones are listed "
+            "with field errors and never produced. Repeats are accepted here and deduplicated by the ledger."
+        ),
+    )
+    def post(self, request):
+        body = _body_json(request, bytes_max=settings.USAGE_BATCH_BYTES_MAX)
+        is_batch = isinstance(body, dict) and isinstance(body.get("events"), list) and "event_id" not in body
+        events = body["events"] if is_batch else [body]
+        if len(events) > settings.USAGE_BATCH_EVENTS_MAX:
+            raise PayloadTooLarge(f"A batch holds at most {settings.USAGE_BATCH_EVENTS_MAX} events, got {len(events)}.")
+        arrived_at = utc_now()
+        rules = Rules(arrived_at=arrived_at, lateness=timedelta(days=settings.USAGE_LATENESS_DAYS))
+        catalog = selectors.catalog_current()
+        valid, rejected = [], []
+        for index, event in enumerate(events):
+            verdict = event_validate(event, catalog=catalog, rules=rules)
+            if isinstance(verdict, UsageEventIn):
+                valid.append(event)
+            else:
+                event_id = event.get("event_id") if isinstance(event, dict) else None
+                rejected.append({"index": index, "event_id": event_id, "errors": verdict.errors})
+        if not valid:
+            raise RuleViolation("No event was accepted.", errors=rejected[0]["errors"] if not is_batch else None,
+                                extra={"rejected": rejected})
+        try:
+            events_produce(events=valid, arrived_at=arrived_at)
+        except KafkaError as exc:
+            logger.error("usage events not acknowledged by Kafka: %s", exc)
+            raise IngestUnavailable("Kafka did not acknowledge the events; nothing was accepted. Retry later.")
+        return Response({"accepted": len(valid), "rejected": rejected}, status=status.HTTP_202_ACCEPTED)
+
+
+class UsageQuerySerializer(serializers.Serializer):
+    customer_id = serializers.CharField(required=False, max_length=64)
+    start = serializers.DateTimeField(help_text="Inclusive, on an hour boundary.")
+    end = serializers.DateTimeField(help_text="Exclusive, on an hour boundary.")
+    group_by = serializers.CharField(required=False, default="", help_text="Comma list of " + ", ".join(selectors.USAGE_GROUP_KEYS))
+
+    def validate_group_by(self, value):
+        keys = [k.strip() for k in value.split(",") if k.strip()]
+        unknown = [k for k in keys if k not in selectors.USAGE_GROUP_KEYS]
+        if unknown:
+            raise serializers.ValidationError(f"Unknown key(s) {', '.join(unknown)}; use {', '.join(selectors.USAGE_GROUP_KEYS)}.")
+        if "hour" in keys and "day" in keys:
+            raise serializers.ValidationError("Group by hour or by day, not both.")
+        return keys
+
+    def validate(self, attrs):
+        errors = {}
+        for field in ("start", "end"):
+            if attrs[field].minute or attrs[field].second or attrs[field].microsecond:
+                errors[field] = ["Must be on an hour boundary: usage is kept per hour."]
+        if attrs["end"] <= attrs["start"]:
+            errors["end"] = ["Must be after start."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class UsageApi(APIView):
+    scopes = ("customer",)
+
+    @extend_schema(
+        operation_id="usage_list",
+        parameters=[UsageQuerySerializer],
+        responses={200: OpenApiTypes.OBJECT},
+        description="Usage from the hourly rollups, one row per customer and group. `[start, end)`.",
+    )
+    def get(self, request):
+        query = UsageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        customer_id = params.get("customer_id")
+        bound = customer_scope_of(request)
+        if bound is not None:
+            if customer_id not in (None, bound):
+                raise NotFound("No such customer.")
+            customer_id = bound
+        rows = selectors.usage_rows(
+            customer_id=customer_id, start=params["start"], end=params["end"], group_by=params["group_by"]
+        )
+        paginator = self.pagination_class()  # NextPagination
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response([selectors.usage_row_json(row) for row in page])
+
+
+class DeadLetterSerializer(serializers.ModelSerializer):
+    raw_base64 = serializers.CharField(source="raw")
+    source = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DeadLetter
+        fields = ["id", "kind", "reason", "errors", "customer_id", "event_id", "payload", "existing_payload",
+                  "raw_base64", "received_at", "recorded_at", "source"]
+
+    def get_source(self, obj) -> dict:
+        return {"topic": obj.source_topic, "partition": obj.source_partition,
+                "offset": obj.source_offset, "index": obj.source_index}
+
+
+@extend_schema(parameters=[
+    OpenApiParameter("kind", str, enum=[k.value for k in DeadLetter.Kind]),
+    OpenApiParameter("reason", str), OpenApiParameter("customer_id", str),
+])
+class DeadLetterListApi(generics.ListAPIView):
+    """Rejected and conflicting events, newest first."""
+
+    scopes = ("admin",)
+    serializer_class = DeadLetterSerializer
+    pagination_class = NextCursorPagination
+
+    def get_queryset(self):
+        queryset = DeadLetter.objects.all()
+        for field in ("kind", "reason", "customer_id"):
+            if value := self.request.query_params.get(field):
+                queryset = queryset.filter(**{field: value})
+        return queryset
+
+
+class CustomerSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Customer
+        fields = ["customer_id", "name", "currency", "email", "created_at"]
+
+
+class CustomerListApi(generics.ListCreateAPIView):
+    scopes = ("admin",)
+    serializer_class = CustomerSerializer
+    queryset = Customer.objects.all()
+
+
+class CustomerDetailApi(generics.RetrieveUpdateAPIView):
+    scopes = ("customer",)
+    serializer_class = CustomerSerializer
+    lookup_field = "customer_id"
+    http_method_names = ["get", "patch", "options"]
+
+    def get_queryset(self):
+        bound = customer_scope_of(self.request)
+        return Customer.objects.filter(customer_id=bound) if bound else Customer.objects.all()
+
+    def patch(self, request, *args, **kwargs):
+        if customer_scope_of(request) is not None:
+            raise PermissionDenied("A customer key is read-only.")
+        return super().patch(request, *args, **kwargs)
+
+
+class CatalogModelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CatalogModel
+        fields = ["name", "tier", "created_at"]
+
+
+class CatalogModelListApi(generics.ListCreateAPIView):
+    scopes = ("admin",)
+    serializer_class = CatalogModelSerializer
+    queryset = CatalogModel.objects.all()
