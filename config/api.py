@@ -112,7 +112,7 @@ class KeyRateThrottle(throttling.SimpleRateThrottle):
         if request.auth is None:
             return None
         bucket = getattr(view, "throttle_scope", "read")
-        return f"throttle:{bucket}:{request.auth.pk}"
+        return f"throttle:{bucket}:{request.auth.key_hash[:24]}"
 
 
 # --- pagination ------------------------------------------------------------------

@@ -1,0 +1,107 @@
+"""Shared fixtures: a real Kafka-protocol broker over TCP, catalog rows, API clients.
+
+When KAFKA_BOOTSTRAP_SERVERS is set the tests use that broker; otherwise they start
+the local Tansu broker once per session. Each Kafka test gets its own topics and
+consumer group, so tests never see each other's messages.
+"""
+
+import decimal
+import os
+import uuid
+from datetime import UTC, datetime
+from threading import Event
+
+import pytest
+from django.conf import settings
+from kafka import KafkaProducer
+
+from metering.consumer.runner import ConsumerConfig, LedgerConsumer
+from metering.models import CatalogModel, Customer
+from metering.services import api_key_create
+from scripts import local_kafka
+
+TEST_SESSION_TIMEOUT_MS = 2_000  # Tansu group joins take about half of this
+
+
+@pytest.fixture(autouse=True)
+def _decimal_float_trap():
+    """A float mixed into Decimal money math fails the test loudly."""
+    context = decimal.getcontext()
+    context.traps[decimal.FloatOperation] = True
+    yield
+    context.traps[decimal.FloatOperation] = False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory):
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    port = local_kafka.free_port()
+    process = local_kafka.broker_start(port=port, log_path=tmp_path_factory.mktemp("kafka") / "tansu.log")
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def topics(kafka_bootstrap, settings):
+    """Fresh usage and DLQ topics (3 partitions) wired into settings for this test."""
+    suffix = uuid.uuid4().hex[:10]
+    names = {"usage": f"usage-events-{suffix}", "dlq": f"usage-events-dlq-{suffix}", "group": f"ledger-{suffix}"}
+    local_kafka.topics_ensure(kafka_bootstrap, [names["usage"], names["dlq"]], partitions=3)
+    settings.KAFKA_BOOTSTRAP_SERVERS = kafka_bootstrap
+    settings.KAFKA_USAGE_TOPIC = names["usage"]
+    settings.KAFKA_USAGE_DLQ_TOPIC = names["dlq"]
+    settings.KAFKA_CONSUMER_GROUP = names["group"]
+    return names
+
+
+@pytest.fixture
+def producer(kafka_bootstrap):
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", linger_ms=2)
+    yield producer
+    producer.close(timeout=5)
+
+
+@pytest.fixture
+def drain(kafka_bootstrap, topics):
+    """Run the real ledger consumer in this process until the topic is idle."""
+
+    def run(*, group: str | None = None, idle_s: float = 1.5):
+        config = ConsumerConfig(
+            bootstrap_servers=kafka_bootstrap, topic=topics["usage"], group_id=group or topics["group"],
+            dlq_topic=topics["dlq"], session_timeout_ms=TEST_SESSION_TIMEOUT_MS, idle_exit_s=idle_s,
+            stats_interval_s=3600,
+        )
+        return LedgerConsumer(config).run(Event())
+
+    return run
+
+
+@pytest.fixture
+def catalog(db):
+    """Two customers and the demo model catalog."""
+    customers = [Customer.objects.create(customer_id=c, name=c.title()) for c in ("acme", "globex")]
+    for name, tier in (("gpt-5.4", "frontier"), ("gpt-5.4-mini", "mini"), ("gpt-5.4-nano", "nano")):
+        CatalogModel.objects.create(name=name, tier=tier)
+    return customers
+
+
+@pytest.fixture
+def api_client_for(db):
+    """api_client_for(scope, customer_id=None) → a DRF client carrying a fresh key of that scope."""
+    from rest_framework.test import APIClient
+
+    def make(scope: str, customer_id: str | None = None) -> APIClient:
+        _, raw_key = api_key_create(scope=scope, customer_id=customer_id, name=f"test-{scope}")
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+        return client
+
+    return make
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)

@@ -1,0 +1,126 @@
+"""Kafka → ledger through the real consumer, against the real broker and Postgres."""
+
+import json
+
+import pytest
+from django.db.models import Sum
+
+from metering.models import DeadLetter, HourlyRollup, UsageDuplicate, UsageEvent
+from scripts.traffic import Traffic, messages_produce
+from tests.conftest import utc
+from tests.metering.factories import event, token_sums
+from tests.metering.kafka_helpers import read_topic, send
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def ledger_sums(customer_ids) -> dict:
+    rows = UsageEvent.objects.filter(customer_id__in=customer_ids)
+    sums = rows.aggregate(input_tokens=Sum("input_tokens"), cached_input_tokens=Sum("cached_input_tokens"),
+                          output_tokens=Sum("output_tokens"))
+    return {"events": rows.count(), **sums}
+
+
+def rollup_sums(customer_ids) -> dict:
+    rows = HourlyRollup.objects.filter(customer_id__in=customer_ids)
+    return rows.aggregate(events=Sum("events"), input_tokens=Sum("input_tokens"),
+                          cached_input_tokens=Sum("cached_input_tokens"), output_tokens=Sum("output_tokens"))
+
+
+def test_single_and_batched_messages_reach_the_ledger_and_rollups(catalog, topics, producer, drain):
+    singles = [event(), event(model="gpt-5.4-mini"), event(customer_id="globex")]
+    batch = [event(service_tier="batch", cached_input_tokens=0) for _ in range(4)]
+    for e in singles:
+        send(producer, topics["usage"], e, key=e["customer_id"])
+    send(producer, topics["usage"], batch)
+    producer.flush()
+
+    stats = drain()
+
+    sent = singles + batch
+    assert stats.appended == 7
+    assert set(UsageEvent.objects.values_list("event_id", flat=True)) == {e["event_id"] for e in sent}
+    assert ledger_sums(["acme", "globex"]) == token_sums(sent)
+    assert rollup_sums(["acme", "globex"]) == token_sums(sent)
+    stored = UsageEvent.objects.get(event_id=batch[0]["event_id"])
+    assert (stored.service_tier, stored.cached_input_tokens, stored.metadata) == ("batch", 0, {"request_id": "gw-7f3a"})
+
+
+def test_invalid_and_undecodable_go_to_the_dead_letters_and_the_partition_keeps_flowing(
+    catalog, topics, producer, drain, kafka_bootstrap
+):
+    before, after = event(), event()
+    bad = event(cached_input_tokens=5000, input_tokens=10)
+    mixed = [event(), event(model="gpt-unknown")]
+    send(producer, topics["usage"], before)
+    send(producer, topics["usage"], b"\x00\xffnot json at all", raw=True)
+    send(producer, topics["usage"], bad)
+    send(producer, topics["usage"], mixed)
+    send(producer, topics["usage"], event(customer_id="globex"), key="acme")  # key says acme
+    send(producer, topics["usage"], after)
+    producer.flush()
+
+    drain()
+
+    ledger_ids = set(UsageEvent.objects.values_list("event_id", flat=True))
+    assert ledger_ids == {before["event_id"], after["event_id"], mixed[0]["event_id"]}
+    letters = {(d.kind, d.reason): d for d in DeadLetter.objects.all()}
+    assert set(letters) == {("undecodable", "undecodable_json"), ("invalid", "cached_exceeds_input"),
+                            ("invalid", "model_unknown"), ("invalid", "key_mismatch")}
+    assert letters[("invalid", "cached_exceeds_input")].errors == {
+        "cached_input_tokens": ["Must not exceed input_tokens."]}
+    assert letters[("invalid", "model_unknown")].source_index == 1
+    assert letters[("invalid", "model_unknown")].payload == mixed[1]
+    dlq = [json.loads(r.value) for r in read_topic(kafka_bootstrap, topics["dlq"], expected=4)]
+    assert sorted(m["reason"] for m in dlq) == ["cached_exceeds_input", "key_mismatch", "model_unknown", "undecodable_json"]
+    assert next(m for m in dlq if m["reason"] == "undecodable_json")["raw_base64"]
+
+
+def test_duplicates_are_counted_and_conflicts_kept_aside_with_both_payloads(catalog, topics, producer, drain):
+    original, other = event(), event()
+    conflicting = dict(original, output_tokens=original["output_tokens"] + 1)
+    send(producer, topics["usage"], original)
+    send(producer, topics["usage"], original)
+    send(producer, topics["usage"], [other, dict(other), conflicting, original])
+    producer.flush()
+
+    stats = drain()
+
+    assert (stats.appended, stats.duplicates, stats.conflicts) == (2, 3, 1)
+    assert UsageDuplicate.objects.filter(event_id=original["event_id"]).count() == 2
+    assert UsageDuplicate.objects.filter(event_id=other["event_id"]).count() == 1
+    conflict = DeadLetter.objects.get(kind="conflict")
+    assert conflict.event_id == original["event_id"]
+    assert conflict.payload["output_tokens"] == conflicting["output_tokens"]
+    assert conflict.existing_payload["output_tokens"] == original["output_tokens"]
+    assert UsageEvent.objects.get(event_id=original["event_id"]).output_tokens == original["output_tokens"]
+
+
+def test_replaying_the_whole_topic_from_offset_zero_changes_nothing(catalog, topics, producer, drain):
+    traffic = Traffic(customers=["acme", "globex"], models=["gpt-5.4", "gpt-5.4-mini"], seed=11,
+                      start=utc(2026, 11, 1), end=utc(2026, 11, 20), duplicate_rate=0.05, conflict_rate=0.02,
+                      invalid_rate=0.02)
+    messages_produce(producer, topics["usage"], traffic.messages(600, batch_size=1, undecodable=2))
+    messages_produce(producer, topics["usage"], traffic.messages(900, batch_size=50))
+
+    drain()
+    first = snapshot()
+    drain(group=topics["group"] + "-replay")
+
+    assert snapshot() == first
+    tally = traffic.tally
+    assert first["ledger"]["events"] == tally.accepted
+    assert first["duplicates"] == tally.duplicates
+    assert first["conflicts"] == tally.conflicts
+    assert first["dead_letters"] == tally.invalid + tally.undecodable
+    assert first["rollups"]["events"] == tally.accepted
+
+
+def snapshot() -> dict:
+    customers = ["acme", "globex"]
+    return {
+        "ledger": ledger_sums(customers), "rollups": rollup_sums(customers),
+        "duplicates": UsageDuplicate.objects.count(),
+        "conflicts": DeadLetter.objects.filter(kind="conflict").count(),
+        "dead_letters": DeadLetter.objects.exclude(kind="conflict").count(),
+    }

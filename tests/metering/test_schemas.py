@@ -1,0 +1,93 @@
+"""Every rule of DESIGN.md §1, on the pure validator."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from metering.schemas import Catalog, Invalid, Rules, UsageEventIn, event_validate
+from tests.metering.factories import EXAMPLE
+
+CATALOG = Catalog(customers=frozenset({"acme"}), models=frozenset({"gpt-5.4"}))
+ARRIVED = datetime(2026, 11, 3, 14, 10, tzinfo=UTC)
+RULES = Rules(arrived_at=ARRIVED, lateness=timedelta(days=35))
+
+
+def validate(**overrides):
+    body = {**EXAMPLE, **overrides}
+    body = {k: v for k, v in body.items() if v is not ...}
+    return event_validate(body, catalog=CATALOG, rules=RULES)
+
+
+def test_the_example_is_valid_and_normalized():
+    verdict = validate(cached_input_tokens=..., service_tier=...)
+
+    assert isinstance(verdict, UsageEventIn)
+    assert verdict.cached_input_tokens == 0
+    assert verdict.service_tier == "standard"
+    assert verdict.occurred_at == datetime(2026, 11, 3, 14, 7, 31, 218000, tzinfo=UTC)
+
+
+BROKEN = [
+    ("event_id", {"event_id": ...}, "event_id_required"),
+    ("event_id", {"event_id": ""}, "event_id_length"),
+    ("event_id", {"event_id": "x" * 129}, "event_id_length"),
+    ("event_id", {"event_id": 17}, "event_id_invalid"),
+    ("customer_id", {"customer_id": "x" * 65}, "customer_id_length"),
+    ("customer_id", {"customer_id": "initech"}, "customer_unknown"),
+    ("model", {"model": "gpt-9"}, "model_unknown"),
+    ("model", {"model": ...}, "model_required"),
+    ("timestamp", {"timestamp": "2026-11-03T14:07:31"}, "timestamp_invalid"),
+    ("timestamp", {"timestamp": "2026-11-03"}, "timestamp_invalid"),
+    ("timestamp", {"timestamp": "2026-02-30T10:00:00Z"}, "timestamp_invalid"),
+    ("timestamp", {"timestamp": 1762178851}, "timestamp_invalid"),
+    ("timestamp", {"timestamp": "2026-11-03T14:16:00Z"}, "timestamp_in_future"),
+    ("timestamp", {"timestamp": "2026-09-28T14:00:00Z"}, "timestamp_too_old"),
+    ("input_tokens", {"input_tokens": -1}, "input_tokens_out_of_range"),
+    ("input_tokens", {"input_tokens": 1.5}, "input_tokens_invalid"),
+    ("input_tokens", {"input_tokens": True}, "input_tokens_invalid"),
+    ("input_tokens", {"input_tokens": ...}, "input_tokens_required"),
+    ("output_tokens", {"output_tokens": "12"}, "output_tokens_invalid"),
+    ("output_tokens", {"output_tokens": 10**13}, "output_tokens_out_of_range"),
+    ("cached_input_tokens", {"cached_input_tokens": -2}, "cached_input_tokens_out_of_range"),
+    ("cached_input_tokens", {"cached_input_tokens": 1831}, "cached_exceeds_input"),
+    ("service_tier", {"service_tier": "flex"}, "service_tier_invalid"),
+    ("region", {"region": 5}, "region_invalid"),
+    ("cluster", {"cluster": "c" * 65}, "cluster_length"),
+    ("metadata", {"metadata": [1, 2]}, "metadata_invalid"),
+    ("metadata", {"metadata": {"blob": "x" * 4100}}, "metadata_too_large"),
+    ("non_field_errors", {"tokens": 5}, "unknown_field"),
+]
+
+
+@pytest.mark.parametrize(("field", "overrides", "reason"), BROKEN, ids=[b[2] + ":" + b[0] for b in BROKEN])
+def test_each_rule_names_its_field(field, overrides, reason):
+    verdict = validate(**overrides)
+
+    assert isinstance(verdict, Invalid)
+    assert verdict.reason == reason
+    assert field in verdict.errors and verdict.errors[field][0]
+
+
+def test_the_lateness_limit_and_future_skew_are_judged_against_arrival():
+    limit = (ARRIVED - timedelta(days=35)).isoformat()
+    skew = (ARRIVED + timedelta(minutes=5)).isoformat()
+
+    assert isinstance(validate(timestamp=limit), UsageEventIn)
+    assert isinstance(validate(timestamp=skew), UsageEventIn)
+
+
+def test_a_non_object_is_refused():
+    verdict = event_validate([1], catalog=CATALOG, rules=RULES)
+
+    assert isinstance(verdict, Invalid) and verdict.reason == "not_an_object"
+
+
+def test_digest_ignores_spelling_but_not_content():
+    base = validate()
+    respelled = validate(timestamp="2026-11-03T15:07:31.218+01:00", metadata=json.loads('{"request_id": "gw-7f3a"}'))
+    changed = validate(output_tokens=413)
+
+    assert base.digest() == respelled.digest()
+    assert base.digest() != changed.digest()
+    assert validate(cached_input_tokens=0, input_tokens=5).digest() == validate(cached_input_tokens=..., input_tokens=5).digest()
