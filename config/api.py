@@ -96,23 +96,22 @@ def customer_scope_of(request) -> str | None:
 
 
 class KeyRateThrottle(throttling.SimpleRateThrottle):
-    """Per-key rate; views name their bucket in `throttle_scope` (rates from settings)."""
+    """Per-key rate; views name their bucket in `throttle_scope` (rates read from settings
+    on every request, so they can be changed without a restart of the class)."""
 
-    def get_rate(self):
-        bucket = getattr(self.view, "throttle_scope", "read")
-        return settings.USAGE_INGEST_RATE if bucket == "ingest" else settings.API_READ_RATE
+    def __init__(self):
+        pass  # the rate depends on the view: set in allow_request
 
     def allow_request(self, request, view):
-        self.view = view
-        self.rate = self.get_rate()
+        self.bucket = getattr(view, "throttle_scope", "read")
+        self.rate = settings.USAGE_INGEST_RATE if self.bucket == "ingest" else settings.API_READ_RATE
         self.num_requests, self.duration = self.parse_rate(self.rate)
         return super().allow_request(request, view)
 
     def get_cache_key(self, request, view):
         if request.auth is None:
             return None
-        bucket = getattr(view, "throttle_scope", "read")
-        return f"throttle:{bucket}:{request.auth.key_hash[:24]}"
+        return f"throttle:{self.bucket}:{request.auth.key_hash[:24]}"
 
 
 # --- pagination ------------------------------------------------------------------

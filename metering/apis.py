@@ -14,7 +14,7 @@ from rest_framework.exceptions import NotFound, ParseError, PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import DomainError, NextCursorPagination, PayloadTooLarge, RuleViolation, customer_scope_of
+from config.api import DomainError, NextCursorPagination, NextPagination, PayloadTooLarge, RuleViolation, customer_scope_of
 from metering import selectors
 from metering.models import CatalogModel, Customer, DeadLetter
 from metering.producer import events_produce
@@ -140,7 +140,7 @@ class UsageApi(APIView):
         rows = selectors.usage_rows(
             customer_id=customer_id, start=params["start"], end=params["end"], group_by=params["group_by"]
         )
-        paginator = self.pagination_class()  # NextPagination
+        paginator = NextPagination()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response([selectors.usage_row_json(row) for row in page])
 

@@ -45,3 +45,12 @@ def events_produce(*, events: list[dict], arrived_at: datetime, topic: str | Non
     producer.flush(timeout=SEND_TIMEOUT_S)
     for future in futures:
         future.get(timeout=SEND_TIMEOUT_S)
+
+
+def producer_close() -> None:
+    """Flush and drop the shared producer (process exit, or a test's broker going away)."""
+    global _producer
+    with _lock:
+        if _producer is not None:
+            _producer.close(timeout=5)
+            _producer = None

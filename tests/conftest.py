@@ -17,6 +17,7 @@ from kafka import KafkaProducer
 
 from metering.consumer.runner import ConsumerConfig, LedgerConsumer
 from metering.models import CatalogModel, Customer
+from metering.producer import producer_close
 from metering.services import api_key_create
 from scripts import local_kafka
 
@@ -41,6 +42,7 @@ def kafka_bootstrap(tmp_path_factory):
     port = local_kafka.free_port()
     process = local_kafka.broker_start(port=port, log_path=tmp_path_factory.mktemp("kafka") / "tansu.log")
     yield f"127.0.0.1:{port}"
+    producer_close()
     process.terminate()
     process.wait(timeout=10)
 
