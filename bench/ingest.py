@@ -119,7 +119,7 @@ def summary(results: dict, copy: dict) -> dict:
             "single_ledger_to_bare_ratio": target(ratio, at_least=0.70),
             "consumer_peak_rss_mb": target(rss_mb, below=300),
         },
-        "timing": "first record received → last record handled (ledger: its offset commit); "
+        "timing": "from the first record received to the last record handled (ledger: its offset commit); "
                   "group join and idle exit excluded; each consumer in its own process",
     }
 
