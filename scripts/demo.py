@@ -1,0 +1,194 @@
+"""The whole flow on one machine: a month of inference traffic through Kafka into the ledger.
+
+    python -m scripts.demo [--events 200000]
+
+Resets the demo database, starts a fresh local broker (unless KAFKA_BOOTSTRAP_SERVERS
+is set), seeds the catalog and customers, produces a month of traffic with a few %
+exact duplicates, some conflicting duplicates and some invalid events through the real
+Kafka producer, runs the real ledger consumer until the topic is drained, then prints
+what the ledger holds next to what was produced.
+"""
+
+import argparse
+import os
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+
+DEMO_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tokenledger_demo"
+CUSTOMERS = [("acme", "Acme Corp"), ("globex", "Globex"), ("initech", "Initech"), ("umbrella", "Umbrella Labs"),
+             ("hooli", "Hooli"), ("stark", "Stark Industries"), ("wayne", "Wayne Enterprises"), ("tyrell", "Tyrell")]
+MODELS = [("gpt-5.4", "frontier"), ("gpt-5.4-mini", "mini"), ("gpt-5.4-nano", "nano")]
+
+
+def database_reset(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def previous_month(now: datetime) -> tuple[datetime, datetime]:
+    end = datetime(now.year, now.month, 1, tzinfo=UTC)
+    start = datetime(end.year - (end.month == 1), (end.month - 2) % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def broker_fresh() -> tuple[str, object]:
+    """A clean local broker for this run, or the configured one."""
+    from scripts import local_kafka
+
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        return configured, None
+    port = local_kafka.free_port()
+    os.makedirs("var", exist_ok=True)
+    return f"127.0.0.1:{port}", local_kafka.broker_start(port=port, log_path=local_kafka.STATE_DIR / "demo-tansu.log")
+
+
+def step(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000, help="elements to produce (default 200,000)")
+    args = parser.parse_args()
+
+    os.environ["DATABASE_URL"] = os.environ.get("DEMO_DATABASE_URL", DEMO_DATABASE_URL)
+    step(f"database {os.environ['DATABASE_URL']} (reset)")
+    database_reset(os.environ["DATABASE_URL"])
+    bootstrap, broker = broker_fresh()
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+    suffix = "" if broker is not None else f"-demo-{uuid.uuid4().hex[:8]}"
+    os.environ["KAFKA_USAGE_TOPIC"] = f"usage-events{suffix}"
+    os.environ["KAFKA_USAGE_DLQ_TOPIC"] = f"usage-events-dlq{suffix}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    try:
+        run(args.events, bootstrap)
+    finally:
+        if broker is not None:
+            broker.terminate()
+
+
+def run(events: int, bootstrap: str) -> None:
+    from django.conf import settings
+    from django.core.management import call_command
+    from kafka import KafkaProducer
+    from tqdm import tqdm
+
+    from metering.models import CatalogModel, Customer
+    from scripts import local_kafka
+    from scripts.traffic import Traffic, messages_produce
+
+    call_command("migrate", verbosity=0)
+    step(f"Kafka at {bootstrap}: topics {settings.KAFKA_USAGE_TOPIC}, {settings.KAFKA_USAGE_DLQ_TOPIC} (6 partitions)")
+    local_kafka.topics_ensure(bootstrap, [settings.KAFKA_USAGE_TOPIC, settings.KAFKA_USAGE_DLQ_TOPIC], partitions=6)
+    for customer_id, name in CUSTOMERS:
+        Customer.objects.create(customer_id=customer_id, name=name)
+    for name, tier in MODELS:
+        CatalogModel.objects.create(name=name, tier=tier)
+    print(f"catalog: {', '.join(f'{m} ({t})' for m, t in MODELS)}; {len(CUSTOMERS)} customers")
+
+    start, end = previous_month(datetime.now(UTC))
+    traffic = Traffic(customers=[c for c, _ in CUSTOMERS], models=[m for m, _ in MODELS], start=start, end=end)
+    step(f"producing {events:,} usage events served {start:%Y-%m-%d} – {end:%Y-%m-%d} (acks=all, keyed by customer)")
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024)
+    half = events // 2
+    with tqdm(total=events, unit="ev", desc="produce", file=sys.stdout, mininterval=0.5) as bar:
+        messages_produce(producer, settings.KAFKA_USAGE_TOPIC, traffic.messages(half, undecodable=25),
+                         progress=bar.update)
+        batched = traffic.messages(events - half, batch_size=200)
+        messages_produce(producer, settings.KAFKA_USAGE_TOPIC, batched, progress=lambda _: None)
+        bar.update(events - half)
+    producer.close()
+    print("first half as one event per message (gateways), second half as arrays of up to 200 (batching gateways)")
+
+    step("consuming into the ledger (consumer group metering-ledger) until drained")
+    elapsed = consume_with_progress(bootstrap, expected=events + 25)
+    summary_print(traffic.tally, elapsed)
+
+
+def consume_with_progress(bootstrap: str, *, expected: int) -> float:
+    from django.conf import settings
+    from django.db import connection
+    from tqdm import tqdm
+
+    from metering.consumer.runner import ConsumerConfig, LedgerConsumer
+
+    config = ConsumerConfig(bootstrap_servers=bootstrap, topic=settings.KAFKA_USAGE_TOPIC,
+                            group_id=settings.KAFKA_CONSUMER_GROUP, dlq_topic=settings.KAFKA_USAGE_DLQ_TOPIC,
+                            session_timeout_ms=3_000, idle_exit_s=3.0, stats_interval_s=3600)
+    consumer = LedgerConsumer(config)
+
+    def work():
+        try:
+            consumer.run(threading.Event())
+        finally:
+            connection.close()
+
+    began = time.monotonic()
+    thread = threading.Thread(target=work, name="ledger-consumer")
+    thread.start()
+    with tqdm(total=expected, unit="ev", desc="consume", file=sys.stdout, mininterval=0.5) as bar:
+        while thread.is_alive():
+            bar.update(consumer.stats.events - bar.n)
+            thread.join(timeout=0.2)
+        bar.update(consumer.stats.events - bar.n)
+    return time.monotonic() - began
+
+
+def summary_print(tally, elapsed_s: float) -> None:
+    from collections import Counter
+
+    from django.db.models import Count, Sum
+
+    from metering.models import CatalogModel, DeadLetter, HourlyRollup, UsageDuplicate, UsageEvent
+    from metering.projections import rollup_differences
+
+    accepted = UsageEvent.objects.count()
+    duplicates = UsageDuplicate.objects.count()
+    conflicts = DeadLetter.objects.filter(kind="conflict").count()
+    letters = DeadLetter.objects.exclude(kind="conflict")
+    step("summary")
+    rows = [("events accepted into the ledger", accepted, tally.accepted),
+            ("exact duplicates (dropped, counted)", duplicates, tally.duplicates),
+            ("conflicting duplicates (kept aside)", conflicts, tally.conflicts),
+            ("dead letters (invalid + undecodable)", letters.count(), tally.invalid + tally.undecodable)]
+    print(f"{'':40} {'ledger':>10} {'produced':>10}")
+    for label, got, want in rows:
+        print(f"{label:40} {got:>10,} {want:>10,}  {'ok' if got == want else 'MISMATCH'}")
+    print(f"consumer: {elapsed_s:.1f} s wall clock (including the group join), "
+          f"{(accepted + duplicates + conflicts + letters.count()) / elapsed_s:,.0f} elements/s")
+    print("dead letters by reason: " + ", ".join(
+        f"{r['reason']} {r['n']}" for r in letters.values("reason").annotate(n=Count("id")).order_by("-n")))
+
+    tiers = dict(CatalogModel.objects.values_list("name", "tier"))
+    by_model = HourlyRollup.objects.values("model", "service_tier").annotate(
+        events=Sum("events"), input=Sum("input_tokens"), cached=Sum("cached_input_tokens"), output=Sum("output_tokens"))
+    step("tokens by model and service tier (from the hourly rollups)")
+    print(f"{'model':14} {'tier':9} {'service':9} {'events':>9} {'input':>15} {'cached input':>15} {'output':>15}")
+    per_class = Counter()
+    for row in sorted(by_model, key=lambda r: (r["model"], r["service_tier"])):
+        uncached = row["input"] - row["cached"]
+        per_class.update({(row["model"], "input"): uncached, (row["model"], "cached_input"): row["cached"],
+                          (row["model"], "output"): row["output"]})
+        print(f"{row['model']:14} {tiers[row['model']]:9} {row['service_tier']:9} {row['events']:>9,} "
+              f"{uncached:>15,} {row['cached']:>15,} {row['output']:>15,}")
+    print("(input = input_tokens − cached_input_tokens: the priced token classes)")
+    print(f"token sums per model and class equal the producer's tally: {'ok' if per_class == tally.tokens else 'MISMATCH'}")
+    differences = rollup_differences(start=None, end=None)
+    print(f"verify_projections: {'hourly rollups agree with the ledger' if not differences else differences[:3]}")
+    if differences or per_class != tally.tokens or any(got != want for _, got, want in rows):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
