@@ -5,11 +5,13 @@ DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, CELERY_BROKER_URL, REDIS_URL, SECRET_KEY,
 DEBUG, ALLOWED_HOSTS, USAGE_LATENESS_DAYS, USAGE_INGEST_RATE.
 """
 
+import hashlib
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+CHECKOUT_ID = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]
 
 
 def env(name: str, default: str) -> str:
@@ -33,7 +35,8 @@ def database_from_url(url: str) -> dict:
         "HOST": parts.hostname or "127.0.0.1",
         "PORT": str(parts.port or 5432),
         "CONN_MAX_AGE": int(env("DATABASE_CONN_MAX_AGE", "60")),
-        "TEST": {"NAME": env("TEST_DATABASE_NAME", "test_tokenledger")},
+        # One test database per checkout, so two checkouts can run their suites at once.
+        "TEST": {"NAME": env("TEST_DATABASE_NAME", f"test_tokenledger_{CHECKOUT_ID}")},
     }
 
 

@@ -1,6 +1,7 @@
 """Kafka → ledger through the real consumer, against the real broker and Postgres."""
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db.models import Sum
@@ -124,3 +125,31 @@ def snapshot() -> dict:
         "conflicts": DeadLetter.objects.filter(kind="conflict").count(),
         "dead_letters": DeadLetter.objects.exclude(kind="conflict").count(),
     }
+
+
+def test_every_rule_broken_on_kafka_becomes_a_dead_letter_with_its_reason(
+    catalog, topics, producer, drain, kafka_bootstrap
+):
+    from tests.metering.test_schemas import BROKEN
+
+    now = datetime.now(UTC)
+    relative = {"timestamp_in_future": {"timestamp": (now + timedelta(minutes=10)).isoformat()},
+                "timestamp_too_old": {"timestamp": (now - timedelta(days=36)).isoformat()}}
+    cases = [(field, relative.get(reason, overrides), reason) for field, overrides, reason in BROKEN]
+    bodies = [event(**overrides) for _, overrides, _ in cases]
+    for body in bodies:
+        send(producer, topics["usage"], body, key=None)
+    trailing = event()
+    send(producer, topics["usage"], trailing, key=None)
+    producer.flush()
+
+    drain()
+
+    letters = list(DeadLetter.objects.order_by("source_partition", "source_offset"))
+    assert sorted(d.reason for d in letters) == sorted(reason for _, _, reason in cases)
+    for letter in letters:
+        field, _, _ = next(c for c in cases if c[2] == letter.reason)
+        assert field in letter.errors, letter.reason
+    dlq = [json.loads(r.value) for r in read_topic(kafka_bootstrap, topics["dlq"], expected=len(cases))]
+    assert sorted(m["reason"] for m in dlq) == sorted(reason for _, _, reason in cases)
+    assert list(UsageEvent.objects.values_list("event_id", flat=True)) == [trailing["event_id"]]
