@@ -130,6 +130,10 @@ class AppendResult:
     duplicates: int = 0
     conflicts: int = 0
 
+    def __add__(self, other: "AppendResult") -> "AppendResult":
+        return AppendResult(self.appended + other.appended, self.duplicates + other.duplicates,
+                            self.conflicts + other.conflicts)
+
 
 _partitions_known: set[date] = set()
 
@@ -199,7 +203,7 @@ def ledger_append(*, accepted: Sequence[Accepted]) -> AppendResult:
     with connection.cursor() as cursor:
         cursor.execute(STAGE_CREATE)
         columns = ", ".join(f'"{c}"' for c in STAGE_COLUMNS)
-        with cursor.cursor.copy(f"COPY usage_stage ({columns}) FROM STDIN") as copy:
+        with connection.wrap_database_errors, cursor.cursor.copy(f"COPY usage_stage ({columns}) FROM STDIN") as copy:
             for row in _stage_rows(accepted):
                 copy.write_row(row)
         cursor.execute(APPEND_SQL)
@@ -210,14 +214,25 @@ def ledger_append(*, accepted: Sequence[Accepted]) -> AppendResult:
     return AppendResult(appended=appended, duplicates=duplicates, conflicts=conflicts)
 
 
+def _storable(value):
+    """Postgres text and jsonb cannot hold NUL characters; a dead letter must store anyway."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\\u0000")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
 @transaction.atomic
 def dead_letters_record(*, rejected: Sequence[Rejected]) -> None:
     """Keep every refused element with its reason; a replayed element is kept once."""
     DeadLetter.objects.bulk_create(
         [
             DeadLetter(
-                kind=r.kind, reason=r.reason, errors=r.errors, customer_id=r.customer_id, event_id=r.event_id,
-                payload=r.payload, raw=base64.b64encode(r.raw).decode() if r.raw is not None else "",
+                kind=r.kind, reason=r.reason, errors=_storable(r.errors), customer_id=_storable(r.customer_id),
+                event_id=_storable(r.event_id), payload=_storable(r.payload), raw=base64.b64encode(r.raw).decode() if r.raw is not None else "",
                 received_at=r.received_at, source_topic=r.source.topic, source_partition=r.source.partition,
                 source_offset=r.source.offset, source_index=r.source.index,
             )

@@ -4,7 +4,7 @@ crash at any point replays the batch and the ledger's keys make the replay a no-
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from threading import Event
 
@@ -113,7 +113,7 @@ class LedgerConsumer:
                     break
                 if now_s - last_log_at >= self.config.stats_interval_s:
                     self._log_progress("progress", since=logged, seconds=now_s - last_log_at)
-                    logged, last_log_at = RunStats(**{k: getattr(self.stats, k) for k in vars(self.stats)}), now_s
+                    logged, last_log_at = replace(self.stats), now_s
         finally:
             self._log_progress("total", since=RunStats(), seconds=time.monotonic() - self.stats.started_at)
             self.consumer.close(autocommit=False)
@@ -170,7 +170,7 @@ class LedgerConsumer:
             try:
                 with transaction.atomic():
                     one = ledger_append(accepted=[item])
-                total = AppendResult(*(a + b for a, b in zip(vars(total).values(), vars(one).values())))
+                total += one
             except (OperationalError, InterfaceError):
                 raise
             except DatabaseError as exc:

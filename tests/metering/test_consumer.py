@@ -153,3 +153,20 @@ def test_every_rule_broken_on_kafka_becomes_a_dead_letter_with_its_reason(
     dlq = [json.loads(r.value) for r in read_topic(kafka_bootstrap, topics["dlq"], expected=len(cases))]
     assert sorted(m["reason"] for m in dlq) == sorted(reason for _, _, reason in cases)
     assert list(UsageEvent.objects.values_list("event_id", flat=True)) == [trailing["event_id"]]
+
+
+def test_an_element_postgres_refuses_is_isolated_and_dead_lettered(catalog, topics, producer, drain):
+    before, after = event(), event()
+    poison = event(metadata={"note": "nul \u0000 byte"})  # valid JSON, refused by jsonb
+    send(producer, topics["usage"], before)
+    send(producer, topics["usage"], [poison, dict(before)])
+    send(producer, topics["usage"], after)
+    producer.flush()
+
+    stats = drain()
+
+    assert set(UsageEvent.objects.values_list("event_id", flat=True)) == {before["event_id"], after["event_id"]}
+    letter = DeadLetter.objects.get(event_id=poison["event_id"])
+    assert (letter.kind, letter.reason, letter.source_index) == ("invalid", "write_failed", 0)
+    assert "unicode" in letter.errors["non_field_errors"][0].lower() or "\\u0000" in letter.errors["non_field_errors"][0]
+    assert (stats.appended, stats.duplicates) == (2, 1)
