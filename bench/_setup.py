@@ -124,5 +124,18 @@ def target(measured: float, *, at_least: float | None = None, below: float | Non
     return {"measured": measured, "below": below, "met": measured < below}
 
 
+def conditions() -> dict:
+    """What the figures depend on besides the code, read before the broker starts."""
+    from kafka.record import util  # kafka-python checksums every record batch with CRC-32C
+
+    crc32c = "pure Python" if util._crc32c is util.crc32c_py else "C (crc32c package)"
+    external = bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"), "cpus": os.cpu_count(),
+        "load_avg_1m_at_start": round(os.getloadavg()[0], 2), "kafka_python_crc32c": crc32c,
+        "broker": "KAFKA_BOOTSTRAP_SERVERS" if external else "Tansu, in memory, loopback",
+    }
+
+
 def figures_print(figures: dict) -> None:
     print(json.dumps(figures, indent=2))

@@ -26,8 +26,8 @@ import subprocess
 import time
 
 from bench._setup import (
-    DATABASE_URL_DEFAULT, PYTHON, ROOT, broker, database_create, django_start, figures_print, ledger_truncate,
-    target, topics_fresh, traffic,
+    DATABASE_URL_DEFAULT, PYTHON, ROOT, broker, conditions, database_create, django_start, figures_print,
+    ledger_truncate, target, topics_fresh, traffic,
 )
 
 MODES = {"single": (1, 1), "batched": (1_000, 2)}  # name → (events per message, traffic seed)
@@ -130,13 +130,14 @@ def main() -> None:
     parser.add_argument("--database-url", default=DATABASE_URL_DEFAULT)
     parser.add_argument("--profile", metavar="PREFIX", help="cProfile the ledger consumer into PREFIX-<mode>.prof.")
     args = parser.parse_args()
+    measured_under = conditions()
     database_create(args.database_url)
     with broker() as bootstrap:
         django_start(database_url=args.database_url, bootstrap=bootstrap)
         results = {mode: mode_run(mode, bootstrap=bootstrap, events=args.events, profile_prefix=args.profile)
                    for mode in MODES}
         copy = copy_baseline(args.database_url)
-    figures_print({"events": args.events, **summary(results, copy)})
+    figures_print({"events": args.events, "conditions": measured_under, **summary(results, copy)})
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from bench._setup import (
-    DATABASE_URL_DEFAULT, PYTHON, ROOT, broker, database_create, django_start, figures_print, target, topics_fresh,
-    traffic,
+    DATABASE_URL_DEFAULT, PYTHON, ROOT, broker, conditions, database_create, django_start, figures_print, target,
+    topics_fresh, traffic,
 )
 from scripts import local_kafka
 
@@ -165,6 +165,7 @@ def main() -> None:
     parser.add_argument("--duration-max-s", type=float, default=120.0)
     parser.add_argument("--database-url", default=DATABASE_URL_DEFAULT)
     args = parser.parse_args()
+    measured_under = conditions()
     database_create(args.database_url)
     with broker() as bootstrap:
         django_start(database_url=args.database_url, bootstrap=bootstrap)
@@ -178,7 +179,7 @@ def main() -> None:
                 events_per_request=args.events_per_request, warmup=args.warmup,
                 connections=args.connections, duration_max_s=args.duration_max_s,
             ).result()
-    figures_print(figures(outcome, args=args))
+    figures_print({"conditions": measured_under, **figures(outcome, args=args)})
 
 
 if __name__ == "__main__":

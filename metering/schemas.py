@@ -9,7 +9,7 @@ so replaying a topic gives every element the verdict it had the first time.
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 SERVICE_TIERS = ("standard", "batch", "priority")
@@ -49,6 +49,12 @@ class Rules:
     arrived_at: datetime
     lateness: timedelta
     future_skew: timedelta = timedelta(minutes=5)
+    not_before: datetime = field(init=False)
+    not_after: datetime = field(init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "not_before", self.arrived_at - self.lateness)
+        object.__setattr__(self, "not_after", self.arrived_at + self.future_skew)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +151,9 @@ def _timestamp(obj: dict, rules: Rules, errors: dict) -> datetime | None:
     except ValueError:
         errors.setdefault("timestamp", []).append("timestamp_invalid:Not a real date and time.")
         return None
-    if occurred_at > rules.arrived_at + rules.future_skew:
+    if occurred_at > rules.not_after:
         errors.setdefault("timestamp", []).append("timestamp_in_future:More than 5 minutes after arrival.")
-    elif occurred_at < rules.arrived_at - rules.lateness:
+    elif occurred_at < rules.not_before:
         errors.setdefault("timestamp", []).append(
             f"timestamp_too_old:Older than the lateness limit of {rules.lateness.days} days."
         )
