@@ -1,6 +1,13 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class BillingConfig(AppConfig):
     name = "billing"
     verbose_name = "Billing"
+
+    def ready(self):
+        from billing.permissions import finance_groups_sync
+
+        # Setup, not domain flow: the finance groups follow the permissions that exist.
+        post_migrate.connect(finance_groups_sync, sender=self)

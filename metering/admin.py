@@ -8,8 +8,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from metering.models import (
-    ApiKey, CatalogModel, Customer, DeadLetter, HourlyRollup, UsageConflict, UsageDuplicate, UsageEvent,
+    ApiKey, CatalogModel, Customer, ModelTierChange, DeadLetter, HourlyRollup, UsageConflict, UsageDuplicate, UsageEvent,
 )
+from metering.selectors import model_tier_at
 from metering.services import api_key_create
 
 
@@ -38,11 +39,28 @@ class CustomerAdmin(admin.ModelAdmin):
     search_fields = ["customer_id", "name", "email"]
 
 
+class ModelTierChangeInline(admin.TabularInline):
+    """Tier history: a change is added, never edited, since past usage was priced by it."""
+
+    model = ModelTierChange
+    extra = 1
+    fields = ["tier", "effective_from", "created_at"]
+    readonly_fields = ["created_at"]
+    can_delete = False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(CatalogModel)
 class CatalogModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "tier", "created_at"]
-    list_filter = ["tier"]
+    list_display = ["name", "current_tier", "created_at"]
     search_fields = ["name"]
+    inlines = [ModelTierChangeInline]
+
+    @admin.display(description="tier now")
+    def current_tier(self, obj):
+        return model_tier_at(obj.name, timezone.now()) or "—"
 
 
 @admin.register(ApiKey)

@@ -10,7 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from kafka.errors import KafkaError
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import NotFound, ParseError, PermissionDenied
+from rest_framework.exceptions import ParseError, PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -19,7 +19,7 @@ from metering import selectors
 from metering.models import CatalogModel, Customer, DeadLetter
 from metering.producer import events_produce
 from metering.schemas import EXAMPLE_EVENT, Rules, UsageEventIn, event_validate
-from metering.services import utc_now
+from metering.services import catalog_model_create, model_tier_change, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -91,60 +91,6 @@ class UsageEventIngestApi(APIView):
         return Response({"accepted": len(valid), "rejected": rejected}, status=status.HTTP_202_ACCEPTED)
 
 
-class UsageQuerySerializer(serializers.Serializer):
-    customer_id = serializers.CharField(required=False, max_length=64)
-    start = serializers.DateTimeField(help_text="Inclusive, on an hour boundary.")
-    end = serializers.DateTimeField(help_text="Exclusive, on an hour boundary.")
-    group_by = serializers.CharField(required=False, default="", help_text="Comma list of " + ", ".join(selectors.USAGE_GROUP_KEYS))
-
-    def validate_group_by(self, value):
-        keys = [k.strip() for k in value.split(",") if k.strip()]
-        unknown = [k for k in keys if k not in selectors.USAGE_GROUP_KEYS]
-        if unknown:
-            raise serializers.ValidationError(f"Unknown key(s) {', '.join(unknown)}; use {', '.join(selectors.USAGE_GROUP_KEYS)}.")
-        if "hour" in keys and "day" in keys:
-            raise serializers.ValidationError("Group by hour or by day, not both.")
-        return keys
-
-    def validate(self, attrs):
-        errors = {}
-        for field in ("start", "end"):
-            if attrs[field].minute or attrs[field].second or attrs[field].microsecond:
-                errors[field] = ["Must be on an hour boundary: usage is kept per hour."]
-        if attrs["end"] <= attrs["start"]:
-            errors["end"] = ["Must be after start."]
-        if errors:
-            raise serializers.ValidationError(errors)
-        return attrs
-
-
-class UsageApi(APIView):
-    scopes = ("customer",)
-
-    @extend_schema(
-        operation_id="usage_list",
-        parameters=[UsageQuerySerializer],
-        responses={200: OpenApiTypes.OBJECT},
-        description="Usage from the hourly rollups, one row per customer and group. `[start, end)`.",
-    )
-    def get(self, request):
-        query = UsageQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        params = query.validated_data
-        customer_id = params.get("customer_id")
-        bound = customer_scope_of(request)
-        if bound is not None:
-            if customer_id not in (None, bound):
-                raise NotFound("No such customer.")
-            customer_id = bound
-        rows = selectors.usage_rows(
-            customer_id=customer_id, start=params["start"], end=params["end"], group_by=params["group_by"]
-        )
-        paginator = NextPagination()
-        page = paginator.paginate_queryset(rows, request, view=self)
-        return paginator.get_paginated_response([selectors.usage_row_json(row) for row in page])
-
-
 class DeadLetterSerializer(serializers.ModelSerializer):
     raw_base64 = serializers.CharField(source="raw")
     source = serializers.SerializerMethodField()
@@ -206,13 +152,57 @@ class CustomerDetailApi(generics.RetrieveUpdateAPIView):
         return super().patch(request, *args, **kwargs)
 
 
-class CatalogModelSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = CatalogModel
-        fields = ["name", "tier", "created_at"]
+class CatalogModelSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128)
+    tier = serializers.SlugField(max_length=32, help_text="On create: the model tier from the beginning.")
+
+    def validate_name(self, value):
+        if CatalogModel.objects.filter(name=value).exists():
+            raise serializers.ValidationError(f"Model '{value}' is already in the catalog.")
+        return value
+
+    def to_representation(self, model):
+        changes, now = list(model.tier_changes.all()), utc_now()
+        current = [c.tier for c in changes if c.effective_from <= now]
+        return {"name": model.name, "tier": current[-1] if current else None,
+                "tier_history": [{"tier": c.tier, "effective_from": c.effective_from.isoformat()} for c in changes]}
 
 
-class CatalogModelListApi(generics.ListCreateAPIView):
+class CatalogModelListApi(APIView):
     scopes = ("admin",)
-    serializer_class = CatalogModelSerializer
-    queryset = CatalogModel.objects.all()
+
+    @extend_schema(responses={200: CatalogModelSerializer(many=True)})
+    def get(self, request):
+        models = CatalogModel.objects.prefetch_related("tier_changes")
+        paginator = NextPagination()
+        page = paginator.paginate_queryset(models, request, view=self)
+        return paginator.get_paginated_response(CatalogModelSerializer(page, many=True).data)
+
+    @extend_schema(request=CatalogModelSerializer, responses={201: CatalogModelSerializer})
+    def post(self, request):
+        data = CatalogModelSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        model = catalog_model_create(**data.validated_data)
+        return Response(CatalogModelSerializer(model).data, status=status.HTTP_201_CREATED)
+
+
+class TierChangeSerializer(serializers.Serializer):
+    tier = serializers.SlugField(max_length=32)
+    effective_from = serializers.DateTimeField(help_text="On an hour boundary: usage is priced per hour.")
+
+    def validate_effective_from(self, value):
+        if value.minute or value.second or value.microsecond:
+            raise serializers.ValidationError("Must be on an hour boundary: usage is priced per hour.")
+        return value
+
+
+class ModelTierChangeApi(APIView):
+    scopes = ("admin",)
+
+    @extend_schema(request=TierChangeSerializer, responses={201: CatalogModelSerializer},
+                   description="Move a model to another tier from an instant on; earlier usage keeps its tier.")
+    def post(self, request, name):
+        data = TierChangeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        model = model_tier_change(model_name=name, **data.validated_data)
+        return Response(CatalogModelSerializer(model).data, status=status.HTTP_201_CREATED)

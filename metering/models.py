@@ -33,10 +33,9 @@ class Customer(models.Model):
 
 
 class CatalogModel(models.Model):
-    """A served model and the model tier it is priced by."""
+    """A served model. Its model tier over time is in `ModelTierChange`."""
 
     name = models.CharField(max_length=128, unique=True)
-    tier = models.SlugField(max_length=32)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -44,7 +43,26 @@ class CatalogModel(models.Model):
         verbose_name = "model"
 
     def __str__(self):
-        return f"{self.name} [{self.tier}]"
+        return self.name
+
+
+class ModelTierChange(models.Model):
+    """From `effective_from` on, usage of `model` is priced by `tier`. Usage is priced by
+    the tier its model had when it was served, so changes are kept, never edited."""
+
+    model = models.ForeignKey(CatalogModel, on_delete=models.CASCADE, related_name="tier_changes")
+    tier = models.SlugField(max_length=32)
+    effective_from = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model", "effective_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "effective_from"], name="model_tier_change_once_per_instant")
+        ]
+
+    def __str__(self):
+        return f"{self.model.name} → {self.tier} from {self.effective_from:%Y-%m-%d %H:%M}"
 
 
 class ApiKey(models.Model):

@@ -1,14 +1,12 @@
 """Reads of metering data, for this app's APIs and for other apps."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 
-from django.db.models import OuterRef, QuerySet, Subquery, Sum
-from django.db.models.functions import TruncDay
+from django.db.models import Sum
 
-from metering.models import CatalogModel, Customer, HourlyRollup
+from metering.models import CatalogModel, Customer, HourlyRollup, ModelTierChange
 from metering.schemas import Catalog
 
-USAGE_GROUP_KEYS = ("model", "model_tier", "service_tier", "region", "cluster", "hour", "day")
 TOKEN_FIELDS = ("events", "input_tokens", "cached_input_tokens", "output_tokens")
 
 
@@ -20,19 +18,48 @@ def catalog_current() -> Catalog:
     )
 
 
-def usage_rows(*, customer_id: str | None, start: datetime, end: datetime, group_by: list[str]) -> QuerySet:
-    """Token sums from the hourly rollups over [start, end), one row per customer and group."""
+def usage_hourly_rows(*, customer_id: str | None, start: datetime, end: datetime):
+    """Hourly rollup rows over [start, end), every dimension kept."""
     rollups = HourlyRollup.objects.filter(hour__gte=start, hour__lt=end)
     if customer_id is not None:
         rollups = rollups.filter(customer_id=customer_id)
-    derived = {
-        "model_tier": Subquery(CatalogModel.objects.filter(name=OuterRef("model")).values("tier")[:1]),
-        "day": TruncDay("hour", tzinfo=UTC),
-    }
-    rollups = rollups.annotate(**{k: v for k, v in derived.items() if k in group_by})
-    keys = ["customer_id", *group_by]
-    return rollups.values(*keys).annotate(**{f: Sum(f) for f in TOKEN_FIELDS}).order_by(*keys)
+    return rollups.values("customer_id", "model", "service_tier", "region", "cluster", "hour", *TOKEN_FIELDS)
 
 
-def usage_row_json(row: dict) -> dict:
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+def model_tier_at(model: str, at: datetime) -> str | None:
+    """The tier a model is priced by at an instant (None before its first tier)."""
+    change = ModelTierChange.objects.filter(model__name=model, effective_from__lte=at).order_by("-effective_from")
+    return change.values_list("tier", flat=True).first()
+
+
+def model_tier_history() -> list[ModelTierChange]:
+    return list(ModelTierChange.objects.select_related("model").order_by("model__name", "effective_from"))
+
+
+def rollup_token_rows(*, customer_ids: list[str] | None, start: datetime, end: datetime):
+    """Per (customer, model, service tier, hour) token sums over [start, end), for rating."""
+    rollups = HourlyRollup.objects.filter(hour__gte=start, hour__lt=end)
+    if customer_ids is not None:
+        rollups = rollups.filter(customer_id__in=customer_ids)
+    return (
+        rollups.values("customer_id", "model", "service_tier", "hour")
+        .annotate(input_tokens=Sum("input_tokens"), cached_input_tokens=Sum("cached_input_tokens"),
+                  output_tokens=Sum("output_tokens"))
+        .order_by()
+        .values_list("customer_id", "model", "service_tier", "hour", "input_tokens", "cached_input_tokens",
+                     "output_tokens")
+    )
+
+
+def usage_keys_since(start: datetime) -> set[tuple[str, str, str, datetime]]:
+    """(model, service tier, token class, hour) that has tokens from `start` on, any customer."""
+    rows = (
+        HourlyRollup.objects.filter(hour__gte=start).values("model", "service_tier", "hour")
+        .annotate(i=Sum("input_tokens"), c=Sum("cached_input_tokens"), o=Sum("output_tokens")).order_by()
+    )
+    keys = set()
+    for row in rows:
+        for token_class, tokens in (("input", row["i"] - row["c"]), ("cached_input", row["c"]), ("output", row["o"])):
+            if tokens:
+                keys.add((row["model"], row["service_tier"], token_class, row["hour"]))
+    return keys

@@ -16,8 +16,8 @@ from datetime import UTC, date, datetime
 from django.db import connection, transaction
 
 from metering.consumer.steps import Accepted, Rejected
-from config.api import api_key_hash
-from metering.models import ApiKey, Customer, DeadLetter
+from config.api import DomainError, api_key_hash
+from metering.models import ApiKey, CatalogModel, Customer, DeadLetter, ModelTierChange
 
 STAGE_COLUMNS = (
     "topic", "partition", "offset", "idx", "customer_id", "event_id", "digest", "model", "occurred_at",
@@ -263,3 +263,29 @@ def api_key_create(*, scope: str, customer_id: str | None = None, name: str = ""
         name=name, scope=scope, customer=customer, prefix=raw_key[:10], key_hash=api_key_hash(raw_key)
     )
     return key, raw_key
+
+
+BEGINNING = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+class ModelTierChangeConflict(DomainError):
+    code = "model_tier_change_conflict"
+    status = 409
+    title = "The model already changes tier at that instant"
+
+
+@transaction.atomic
+def catalog_model_create(*, name: str, tier: str) -> CatalogModel:
+    """A model in the catalog, priced by `tier` from the beginning."""
+    model = CatalogModel.objects.create(name=name)
+    ModelTierChange.objects.create(model=model, tier=tier, effective_from=BEGINNING)
+    return model
+
+
+@transaction.atomic
+def model_tier_change(*, model_name: str, tier: str, effective_from: datetime) -> CatalogModel:
+    model = CatalogModel.objects.select_for_update().get(name=model_name)
+    if model.tier_changes.filter(effective_from=effective_from).exists():
+        raise ModelTierChangeConflict(f"{model_name} already changes tier at {effective_from.isoformat()}.")
+    ModelTierChange.objects.create(model=model, tier=tier, effective_from=effective_from)
+    return model

@@ -84,7 +84,8 @@ def run(events: int, bootstrap: str) -> None:
     from kafka import KafkaProducer
     from tqdm import tqdm
 
-    from metering.models import CatalogModel, Customer
+    from metering.models import Customer
+    from metering.services import catalog_model_create
     from scripts import local_kafka
     from scripts.traffic import Traffic, messages_produce
 
@@ -94,7 +95,7 @@ def run(events: int, bootstrap: str) -> None:
     for customer_id, name in CUSTOMERS:
         Customer.objects.create(customer_id=customer_id, name=name)
     for name, tier in MODELS:
-        CatalogModel.objects.create(name=name, tier=tier)
+        catalog_model_create(name=name, tier=tier)
     print(f"catalog: {', '.join(f'{m} ({t})' for m, t in MODELS)}; {len(CUSTOMERS)} customers")
 
     start, end = previous_month(datetime.now(UTC))
@@ -150,7 +151,7 @@ def summary_print(tally, elapsed_s: float) -> None:
 
     from django.db.models import Count, Sum
 
-    from metering.models import CatalogModel, DeadLetter, HourlyRollup, UsageDuplicate, UsageEvent
+    from metering.models import DeadLetter, HourlyRollup, UsageDuplicate, UsageEvent
     from metering.projections import rollup_differences
 
     accepted = UsageEvent.objects.count()
@@ -170,7 +171,7 @@ def summary_print(tally, elapsed_s: float) -> None:
     print("dead letters by reason: " + ", ".join(
         f"{r['reason']} {r['n']}" for r in letters.values("reason").annotate(n=Count("id")).order_by("-n")))
 
-    tiers = dict(CatalogModel.objects.values_list("name", "tier"))
+    tiers = dict(MODELS)
     by_model = HourlyRollup.objects.values("model", "service_tier").annotate(
         events=Sum("events"), input=Sum("input_tokens"), cached=Sum("cached_input_tokens"), output=Sum("output_tokens"))
     step("tokens by model and service tier (from the hourly rollups)")

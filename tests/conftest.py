@@ -12,13 +12,12 @@ from datetime import UTC, datetime
 from threading import Event
 
 import pytest
-from django.conf import settings
 from kafka import KafkaProducer
 
 from metering.consumer.runner import ConsumerConfig, LedgerConsumer
-from metering.models import CatalogModel, Customer
+from metering.models import Customer
 from metering.producer import producer_close
-from metering.services import api_key_create
+from metering.services import api_key_create, catalog_model_create
 from scripts import local_kafka
 
 TEST_SESSION_TIMEOUT_MS = 2_000  # Tansu group joins take about half of this
@@ -87,7 +86,7 @@ def catalog(db):
     """Two customers and the demo model catalog."""
     customers = [Customer.objects.create(customer_id=c, name=c.title()) for c in ("acme", "globex")]
     for name, tier in (("gpt-5.4", "frontier"), ("gpt-5.4-mini", "mini"), ("gpt-5.4-nano", "nano")):
-        CatalogModel.objects.create(name=name, tier=tier)
+        catalog_model_create(name=name, tier=tier)
     return customers
 
 

@@ -136,7 +136,7 @@ def test_usage_query_errors_are_field_errors(catalog, api_client_for):
                                            "group_by": "model,planet"})
 
     assert response.status_code == 422
-    assert set(response.json()["errors"]) == {"group_by"}
+    assert set(response.json()["errors"]) == {"group_by", "start"}
 
 
 def test_usage_groups_by_day_and_paginates(catalog, topics, api_client_for, drain):

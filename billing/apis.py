@@ -1,0 +1,307 @@
+"""REST endpoints of billing (API.md: Usage amounts, Catalog, prices, customers). Thin:
+validate, call one service or selector, serialize."""
+
+from decimal import Decimal
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.generics import get_object_or_404
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing import selectors
+from billing.models import Contract, CreditEntry, PriceBook, TokenClass
+from billing.rating import RatedInvoice
+from billing.services.contracts import contract_put
+from billing.services.credits import credit_grant
+from billing.services.price_books import price_book_create
+from config.api import NextPagination, customer_scope_of
+from metering.models import Customer, ModelTierChange, ServiceTier
+from metering.services import utc_now
+
+
+def money(amount: Decimal | None) -> str | None:
+    return None if amount is None else f"{amount:.2f}"
+
+
+def unit_price_text(price: Decimal | None) -> str | None:
+    """Up to six decimals, at least two: 2.50, 0.075, 1.234567."""
+    if price is None:
+        return None
+    text = f"{price.quantize(Decimal('0.000001')):f}".rstrip("0")
+    whole, _, fraction = text.partition(".")
+    return f"{whole}.{fraction.ljust(2, '0')}"
+
+
+def actor_of(request) -> str:
+    key = request.auth
+    return f"api-key:{key.prefix} {key.name}".strip()
+
+
+def customer_visible(request, customer_id: str) -> Customer:
+    """The customer, or 404 when it does not exist or the key belongs to another one."""
+    bound = customer_scope_of(request)
+    if bound is not None and bound != customer_id:
+        raise NotFound("No such customer.")
+    return get_object_or_404(Customer, customer_id=customer_id)
+
+
+def on_the_hour(value):
+    if value.minute or value.second or value.microsecond:
+        raise serializers.ValidationError("Must be on an hour boundary: usage is priced per hour.")
+    return value
+
+
+# --- usage -----------------------------------------------------------------------
+
+
+class UsageQuerySerializer(serializers.Serializer):
+    customer_id = serializers.CharField(required=False, max_length=64)
+    start = serializers.DateTimeField(help_text="Inclusive, on an hour boundary.", validators=[on_the_hour])
+    end = serializers.DateTimeField(help_text="Exclusive, on an hour boundary.", validators=[on_the_hour])
+    group_by = serializers.CharField(required=False, default="",
+                                     help_text="Comma list of " + ", ".join(selectors.USAGE_GROUP_KEYS))
+
+    def validate_group_by(self, value):
+        keys = [k.strip() for k in value.split(",") if k.strip()]
+        unknown = [k for k in keys if k not in selectors.USAGE_GROUP_KEYS]
+        if unknown:
+            raise serializers.ValidationError(
+                f"Unknown key(s) {', '.join(unknown)}; use {', '.join(selectors.USAGE_GROUP_KEYS)}.")
+        if "hour" in keys and "day" in keys:
+            raise serializers.ValidationError("Group by hour or by day, not both.")
+        return keys
+
+    def validate(self, attrs):
+        if attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError({"end": ["Must be after start."]})
+        return attrs
+
+
+class UsageApi(APIView):
+    scopes = ("customer",)
+
+    @extend_schema(operation_id="usage_list", parameters=[UsageQuerySerializer], responses={200: OpenApiTypes.OBJECT},
+                   description="Usage from the hourly rollups over `[start, end)`, one row per customer and group; "
+                               "`amount` is rated at the unit prices in force, before contract-level discounts.")
+    def get(self, request):
+        query = UsageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        customer_id = params.get("customer_id")
+        bound = customer_scope_of(request)
+        if bound is not None:
+            if customer_id not in (None, bound):
+                raise NotFound("No such customer.")
+            customer_id = bound
+        rows = selectors.usage_report(customer_id=customer_id, start=params["start"], end=params["end"],
+                                      group_by=params["group_by"])
+        paginator = NextPagination()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response([
+            {k: (v.isoformat() if hasattr(v, "isoformat") else money(v) if k == "amount" else v)
+             for k, v in row.items()}
+            for row in page
+        ])
+
+
+# --- price books ------------------------------------------------------------------
+
+
+class UnitPriceSerializer(serializers.Serializer):
+    model_tier = serializers.SlugField(max_length=32)
+    service_tier = serializers.ChoiceField(choices=ServiceTier.values)
+    token_class = serializers.ChoiceField(choices=TokenClass.values)
+    unit_price = serializers.DecimalField(max_digits=18, decimal_places=6, min_value=Decimal(0),
+                                          help_text="USD per 1,000,000 tokens, at most 6 decimals.")
+
+    def validate_model_tier(self, value):
+        if not ModelTierChange.objects.filter(tier=value).exists():
+            raise serializers.ValidationError(f"No model is in tier '{value}'.")
+        return value
+
+    def to_representation(self, instance):
+        return {"model_tier": instance.model_tier, "service_tier": instance.service_tier,
+                "token_class": instance.token_class, "unit_price": unit_price_text(instance.unit_price)}
+
+
+def unique_keys(items: list[dict]) -> list[dict]:
+    seen = set()
+    for item in items:
+        key = (item["model_tier"], item["service_tier"], item["token_class"])
+        if key in seen:
+            raise serializers.ValidationError(f"{'/'.join(key)} is priced twice.")
+        seen.add(key)
+    return items
+
+
+class PriceBookSerializer(serializers.ModelSerializer):
+    effective_from = serializers.DateTimeField(validators=[on_the_hour])
+    currency = serializers.RegexField(r"^[A-Z]{3}$", default="USD")
+    prices = UnitPriceSerializer(many=True, validators=[unique_keys])
+
+    class Meta:
+        model = PriceBook
+        fields = ["id", "effective_from", "currency", "note", "status", "published_at", "published_by", "prices"]
+        read_only_fields = ["id", "status", "published_at", "published_by"]
+
+    def validate_prices(self, value):
+        if not value:
+            raise serializers.ValidationError("A price book holds at least one price.")
+        return value
+
+
+class PriceBookListApi(APIView):
+    scopes = ("admin",)
+
+    @extend_schema(responses={200: PriceBookSerializer(many=True)})
+    def get(self, request):
+        books = PriceBook.objects.filter(status=PriceBook.Status.PUBLISHED).prefetch_related("prices")
+        paginator = NextPagination()
+        page = paginator.paginate_queryset(books, request, view=self)
+        return paginator.get_paginated_response(PriceBookSerializer(page, many=True).data)
+
+    @extend_schema(request=PriceBookSerializer, responses={201: PriceBookSerializer},
+                   description="A posted price book is published at once and immutable.")
+    def post(self, request):
+        data = PriceBookSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        book = price_book_create(**data.validated_data, actor=actor_of(request), as_of=utc_now())
+        return Response(PriceBookSerializer(book).data, status=status.HTTP_201_CREATED)
+
+
+# --- contracts, credits, upcoming invoice --------------------------------------------
+
+
+class VolumeBandSerializer(serializers.Serializer):
+    up_to = serializers.IntegerField(min_value=1, allow_null=True, help_text="Tokens; null for the open-ended band.")
+    unit_price = serializers.DecimalField(max_digits=18, decimal_places=6, min_value=Decimal(0))
+
+
+class VolumeTierSerializer(UnitPriceSerializer):
+    unit_price = None
+    bands = VolumeBandSerializer(many=True)
+
+    def validate_bands(self, bands):
+        bounds = [b["up_to"] for b in bands]
+        if not bands or bounds[-1] is not None or None in bounds[:-1]:
+            raise serializers.ValidationError("Bands end with exactly one open-ended band (up_to null).")
+        if bounds[:-1] != sorted(set(bounds[:-1])):
+            raise serializers.ValidationError("Band bounds must increase.")
+        return bands
+
+
+class ContractSerializer(serializers.Serializer):
+    effective_from = serializers.DateTimeField(validators=[on_the_hour])
+    effective_to = serializers.DateTimeField(required=False, allow_null=True, default=None, validators=[on_the_hour])
+    discount_percent = serializers.DecimalField(max_digits=5, decimal_places=2, min_value=Decimal(0),
+                                                max_value=Decimal(100), default=Decimal(0))
+    monthly_minimum = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal(0),
+                                               required=False, allow_null=True, default=None)
+    unit_price_overrides = UnitPriceSerializer(many=True, required=False, default=list, validators=[unique_keys])
+    volume_tiers = VolumeTierSerializer(many=True, required=False, default=list, validators=[unique_keys])
+
+    def validate(self, attrs):
+        if attrs["effective_to"] is not None and attrs["effective_to"] <= attrs["effective_from"]:
+            raise serializers.ValidationError({"effective_to": ["Must be after effective_from."]})
+        return attrs
+
+    def to_representation(self, contract: Contract):
+        tiers: dict[tuple, dict] = {}
+        for band in contract.volume_bands.all():
+            entry = tiers.setdefault(band.key, {"model_tier": band.model_tier, "service_tier": band.service_tier,
+                                                "token_class": band.token_class, "bands": []})
+            entry["bands"].append({"up_to": band.tokens_up_to, "unit_price": unit_price_text(band.unit_price)})
+        return {
+            "customer_id": contract.customer.customer_id,
+            "effective_from": contract.effective_from.isoformat(),
+            "effective_to": contract.effective_to.isoformat() if contract.effective_to else None,
+            "discount_percent": money(contract.discount_percent),
+            "monthly_minimum": money(contract.monthly_minimum),
+            "unit_price_overrides": UnitPriceSerializer(contract.unit_price_overrides.all(), many=True).data,
+            "volume_tiers": list(tiers.values()),
+        }
+
+
+class ContractApi(APIView):
+    scopes = ("admin",)
+
+    @extend_schema(responses={200: ContractSerializer})
+    def get(self, request, customer_id):
+        customer = customer_visible(request, customer_id)
+        contract = selectors.contract_for_period(customer_id=customer.customer_id, start=utc_now(), end=utc_now())
+        contract = contract or customer.contracts.order_by("-effective_from").first()
+        if contract is None:
+            raise NotFound("This customer has no contract.")
+        return Response(ContractSerializer(contract).data)
+
+    @extend_schema(request=ContractSerializer, responses={200: ContractSerializer},
+                   description="Starts a new contract version at effective_from; an open-ended earlier version is "
+                               "closed there. Overlapping any other version answers 409.")
+    def put(self, request, customer_id):
+        customer = customer_visible(request, customer_id)
+        data = ContractSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        contract = contract_put(customer_id=customer.customer_id, **data.validated_data, actor=actor_of(request))
+        return Response(ContractSerializer(contract).data)
+
+
+class CreditEntrySerializer(serializers.ModelSerializer):
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"))
+    reason = serializers.CharField(max_length=200)
+
+    class Meta:
+        model = CreditEntry
+        fields = ["id", "amount", "reason", "created_at", "created_by"]
+        read_only_fields = ["id", "created_at", "created_by"]
+
+
+class CreditListApi(APIView):
+    scopes = ("customer",)
+
+    @extend_schema(responses={200: CreditEntrySerializer(many=True)})
+    def get(self, request, customer_id):
+        customer = customer_visible(request, customer_id)
+        paginator = NextPagination()
+        page = paginator.paginate_queryset(customer.credit_entries.all(), request, view=self)
+        response = paginator.get_paginated_response(CreditEntrySerializer(page, many=True).data)
+        response.data["balance"] = money(selectors.credit_balance(customer_id=customer.customer_id))
+        return response
+
+    @extend_schema(request=CreditEntrySerializer, responses={201: CreditEntrySerializer})
+    def post(self, request, customer_id):
+        if customer_scope_of(request) is not None:
+            self.permission_denied(request, "Only an admin key grants credit.")
+        customer = customer_visible(request, customer_id)
+        data = CreditEntrySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        entry = credit_grant(customer_id=customer.customer_id, **data.validated_data, actor=actor_of(request),
+                             as_of=utc_now())
+        return Response(CreditEntrySerializer(entry).data, status=status.HTTP_201_CREATED)
+
+
+def rated_invoice_json(rated: RatedInvoice) -> dict:
+    return {
+        "lines": [{"kind": line.kind, "description": line.description, "model": line.model or None,
+                   "service_tier": line.service_tier or None, "token_class": line.token_class or None,
+                   "tokens": line.tokens or None, "unit_price": unit_price_text(line.unit_price),
+                   "amount": money(line.amount), "period": line.period or None} for line in rated.lines],
+        "subtotal": money(rated.subtotal),
+        "credits_applied": money(rated.credits_applied),
+        "total": money(rated.total),
+    }
+
+
+class UpcomingInvoiceApi(APIView):
+    scopes = ("customer",)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT},
+                   description="What this period's invoice would be right now, like Stripe's upcoming invoice.")
+    def get(self, request, customer_id):
+        customer = customer_visible(request, customer_id)
+        start, end, rated = selectors.upcoming_invoice(customer_id=customer.customer_id, as_of=utc_now())
+        return Response({"customer_id": customer.customer_id, "currency": customer.currency,
+                         "period": f"{start:%Y-%m}", "period_start": start.isoformat(),
+                         "period_end": end.isoformat(), **rated_invoice_json(rated)})

@@ -1,0 +1,28 @@
+"""The finance groups and what each may do, kept in sync on every migrate.
+
+- finance-manager: publishes prices, changes contracts, grants credits, and reads everything.
+- finance-viewer: reads billing and metering data, changes nothing.
+"""
+
+from django.contrib.auth.models import Group, Permission
+
+FINANCE_MANAGER = "finance-manager"
+FINANCE_VIEWER = "finance-viewer"
+FINANCE_APPS = ("billing", "metering", "infra_inventory")
+MANAGER_EXTRA = {
+    "billing": ["publish_pricebook", "add_pricebook", "change_pricebook", "add_price", "change_price",
+                "delete_price", "add_contract", "change_contract", "add_contractprice", "change_contractprice",
+                "delete_contractprice", "add_contractvolumeband", "change_contractvolumeband",
+                "delete_contractvolumeband", "add_creditentry"],
+}
+
+
+def finance_groups_sync(**_kwargs) -> None:
+    viewing = Permission.objects.filter(content_type__app_label__in=FINANCE_APPS, codename__startswith="view_")
+    viewer, _ = Group.objects.get_or_create(name=FINANCE_VIEWER)
+    viewer.permissions.set(viewing)
+    manager, _ = Group.objects.get_or_create(name=FINANCE_MANAGER)
+    extra = Permission.objects.none()
+    for app_label, codenames in MANAGER_EXTRA.items():
+        extra |= Permission.objects.filter(content_type__app_label=app_label, codename__in=codenames)
+    manager.permissions.set(viewing | extra)

@@ -1,0 +1,94 @@
+"""Usage quantities → priced invoice lines, exactly as DESIGN.md §3 orders them."""
+
+from collections import defaultdict
+from collections.abc import Iterable
+from decimal import Decimal
+
+from billing.rating.money import line_amount, round_cents
+from billing.rating.types import (
+    Band, ContractTerms, Line, PriceKey, PriceSchedule, Quantity, RatedInvoice,
+)
+
+LineKey = tuple[str, str, str, Decimal, str]  # model, service tier, class, unit price, period
+
+
+def _unit_tokens(quantities: Iterable[Quantity], *, schedule: PriceSchedule, terms: ContractTerms,
+                 graduated: bool, late: bool) -> dict[LineKey, int]:
+    """Tokens per (model, service tier, class, unit price[, period]): summed first, priced later."""
+    tokens: dict[LineKey, int] = defaultdict(int)
+    banded: dict[PriceKey, list[Quantity]] = defaultdict(list)
+    for q in quantities:
+        if q.tokens == 0:
+            continue
+        key = (schedule.tier_at(q.model, q.hour), q.service_tier, q.token_class)
+        period = f"{q.hour:%Y-%m}" if late else ""
+        if graduated and key in terms.volume_tiers:
+            banded[key].append(q)
+        elif key in terms.unit_price_overrides:
+            tokens[(q.model, q.service_tier, q.token_class, terms.unit_price_overrides[key], period)] += q.tokens
+        else:
+            tokens[(q.model, q.service_tier, q.token_class, schedule.price_at(key, q.hour), period)] += q.tokens
+    for key, items in banded.items():
+        for q, band_tokens, price in _graduated_split(items, terms.volume_tiers[key]):
+            tokens[(q.model, q.service_tier, q.token_class, price, "")] += band_tokens
+    return tokens
+
+
+def _graduated_split(quantities: list[Quantity], bands: tuple[Band, ...]):
+    """Walk the period's tokens in the order they were served; each band prices only
+    the tokens that fall inside it. Yields (quantity, tokens in band, band price)."""
+    used = 0
+    for q in sorted(quantities, key=lambda q: (q.hour, q.model)):
+        remaining = q.tokens
+        for band in bands:
+            if remaining == 0:
+                break
+            room = remaining if band.tokens_up_to is None else max(band.tokens_up_to - used, 0)
+            take = min(room, remaining)
+            if take:
+                yield q, take, band.unit_price_per_million
+                used += take
+                remaining -= take
+        if remaining:
+            raise ValueError("volume tiers must end with an open-ended band")
+
+
+def _usage_lines(tokens: dict[LineKey, int], *, kind: str) -> list[Line]:
+    lines = []
+    for (model, service_tier, token_class, price, period), count in sorted(tokens.items()):
+        label = f"{model} {service_tier} {token_class.replace('_', ' ')} tokens"
+        lines.append(Line(
+            kind=kind, description=label + (f" (usage of {period})" if period else ""),
+            amount=line_amount(tokens=count, unit_price_per_million=price), model=model, service_tier=service_tier,
+            token_class=token_class, tokens=count, unit_price=price, period=period,
+        ))
+    return lines
+
+
+def invoice_rate(*, usage: Iterable[Quantity], schedule: PriceSchedule, terms: ContractTerms,
+                 late_usage: Iterable[Quantity] = (), credit_balance: Decimal = Decimal(0)) -> RatedInvoice:
+    """Lines in DESIGN.md §3 order: usage, late usage, discount, commitment true-up, credits."""
+    lines = _usage_lines(_unit_tokens(usage, schedule=schedule, terms=terms, graduated=True, late=False), kind="usage")
+    lines += _usage_lines(_unit_tokens(late_usage, schedule=schedule, terms=terms, graduated=False, late=True),
+                          kind="late_usage")
+    usage_total = sum((line.amount for line in lines), Decimal(0))
+    if terms.discount_percent:
+        discount = -round_cents(usage_total * terms.discount_percent / 100)
+        lines.append(Line(kind="discount", description=f"Discount {terms.discount_percent.normalize():f}%",
+                          amount=discount))
+    subtotal = sum((line.amount for line in lines), Decimal(0))
+    if terms.monthly_minimum is not None and subtotal < terms.monthly_minimum:
+        lines.append(Line(kind="minimum", description=f"Monthly minimum commitment {terms.monthly_minimum:f}",
+                          amount=terms.monthly_minimum - subtotal))
+        subtotal = terms.monthly_minimum
+    applied = min(credit_balance, subtotal) if subtotal > 0 else Decimal(0)
+    if applied > 0:
+        lines.append(Line(kind="credits", description="Prepaid credits applied", amount=-applied))
+    return RatedInvoice(lines=tuple(lines))
+
+
+def usage_amount(*, usage: Iterable[Quantity], schedule: PriceSchedule, terms: ContractTerms) -> Decimal:
+    """What usage costs at the unit prices in force (book and contract overrides), before
+    discounts, minimums, credits and volume tiers: one rounded line per unit price."""
+    tokens = _unit_tokens(usage, schedule=schedule, terms=terms, graduated=False, late=False)
+    return sum((line.amount for line in _usage_lines(tokens, kind="usage")), Decimal(0))

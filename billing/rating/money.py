@@ -1,0 +1,16 @@
+"""Decimal money helpers. Rounding happens here and only where DESIGN.md §3 says."""
+
+from decimal import ROUND_HALF_UP, Decimal
+
+MILLION = Decimal(1_000_000)
+CENT = Decimal("0.01")
+
+
+def round_cents(amount: Decimal) -> Decimal:
+    """ROUND_HALF_UP to cents: once per invoice line."""
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def line_amount(*, tokens: int, unit_price_per_million: Decimal) -> Decimal:
+    """DESIGN.md §3: round_half_up(tokens × unit_price / 1,000,000, 0.01)."""
+    return round_cents(tokens * unit_price_per_million / MILLION)

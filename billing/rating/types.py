@@ -1,0 +1,116 @@
+"""What the rating engine takes and returns."""
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+TOKEN_CLASSES = ("input", "cached_input", "output")
+PriceKey = tuple[str, str, str]  # (model tier, service tier, token class)
+
+
+class PriceMissing(Exception):
+    """Usage that no price book or contract prices."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quantity:
+    """Tokens of one class, for one model and service tier, served in one hour."""
+
+    model: str
+    service_tier: str
+    token_class: str
+    hour: datetime
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class TierAssignment:
+    model: str
+    tier: str
+    effective_from: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PriceBookVersion:
+    effective_from: datetime
+    prices: dict[PriceKey, Decimal]  # USD per 1M tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """One band of a graduated schedule: prices the tokens up to `tokens_up_to` (None: the rest)."""
+
+    tokens_up_to: int | None
+    unit_price_per_million: Decimal
+
+
+@dataclass(frozen=True)
+class ContractTerms:
+    """A customer's contract as it applies to one billing period."""
+
+    discount_percent: Decimal = Decimal(0)
+    monthly_minimum: Decimal | None = None
+    unit_price_overrides: dict[PriceKey, Decimal] = field(default_factory=dict)
+    volume_tiers: dict[PriceKey, tuple[Band, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PriceSchedule:
+    """The catalog's tier history and the price book versions, for lookups by instant."""
+
+    tiers: tuple[TierAssignment, ...]
+    books: tuple[PriceBookVersion, ...]
+
+    def __post_init__(self):
+        by_model: dict[str, list[TierAssignment]] = {}
+        for assignment in sorted(self.tiers, key=lambda a: a.effective_from):
+            by_model.setdefault(assignment.model, []).append(assignment)
+        books = sorted(self.books, key=lambda b: b.effective_from)
+        object.__setattr__(self, "_tiers", {m: ([a.effective_from for a in v], v) for m, v in by_model.items()})
+        object.__setattr__(self, "_books", ([b.effective_from for b in books], books))
+
+    def tier_at(self, model: str, at: datetime) -> str:
+        starts, assignments = self._tiers.get(model, ((), ()))
+        index = bisect_right(starts, at) - 1
+        if index < 0:
+            raise PriceMissing(f"Model '{model}' has no tier at {at.isoformat()}.")
+        return assignments[index].tier
+
+    def price_at(self, key: PriceKey, at: datetime) -> Decimal:
+        starts, books = self._books
+        index = bisect_right(starts, at) - 1
+        if index < 0 or key not in books[index].prices:
+            raise PriceMissing(f"No price for {'/'.join(key)} at {at.isoformat()}.")
+        return books[index].prices[key]
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    kind: str  # usage | late_usage | discount | minimum | credits
+    description: str
+    amount: Decimal
+    model: str = ""
+    service_tier: str = ""
+    token_class: str = ""
+    tokens: int = 0
+    unit_price: Decimal | None = None
+    period: str = ""  # YYYY-MM of the usage, on late usage lines
+
+
+@dataclass(frozen=True)
+class RatedInvoice:
+    lines: tuple[Line, ...]
+
+    @property
+    def subtotal(self) -> Decimal:
+        """Usage, late usage, discount and commitment true-up: what is owed before credits."""
+        return sum((line.amount for line in self.lines if line.kind != "credits"), Decimal(0))
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.amount for line in self.lines), Decimal(0))
+
+    @property
+    def credits_applied(self) -> Decimal:
+        return -sum((line.amount for line in self.lines if line.kind == "credits"), Decimal(0))

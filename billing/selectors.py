@@ -1,0 +1,134 @@
+"""Reads for billing: what the rating engine needs, gathered from the database."""
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from django.db.models import Q, Sum
+
+from billing.models import Contract, CreditEntry, PriceBook
+from billing.rating import (
+    Band, ContractTerms, PriceBookVersion, PriceMissing, PriceSchedule, Quantity, RatedInvoice, TierAssignment,
+    invoice_rate, usage_amount,
+)
+from metering import selectors as metering_selectors
+
+
+def month_bounds(moment: datetime) -> tuple[datetime, datetime]:
+    """The calendar month (UTC) holding `moment`, as [start, end)."""
+    start = datetime(moment.year, moment.month, 1, tzinfo=UTC)
+    end = datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def price_schedule() -> PriceSchedule:
+    """Every model's tier history and every published price book version."""
+    tiers = tuple(TierAssignment(c.model.name, c.tier, c.effective_from)
+                  for c in metering_selectors.model_tier_history())
+    books = tuple(
+        PriceBookVersion(book.effective_from, {p.key: p.unit_price for p in book.prices.all()})
+        for book in PriceBook.objects.filter(status=PriceBook.Status.PUBLISHED).prefetch_related("prices")
+    )
+    return PriceSchedule(tiers=tiers, books=books)
+
+
+def contract_for_period(*, customer_id: str, start: datetime, end: datetime) -> Contract | None:
+    """The version that governs a period: the one in force at its start, else the first
+    one that starts within it."""
+    overlapping = Contract.objects.filter(customer__customer_id=customer_id, effective_from__lt=end).filter(
+        Q(effective_to__isnull=True) | Q(effective_to__gt=start))
+    in_force = overlapping.filter(effective_from__lte=start).first()
+    return in_force or overlapping.order_by("effective_from").first()
+
+
+def contract_terms(contract: Contract | None) -> ContractTerms:
+    if contract is None:
+        return ContractTerms()
+    bands: dict[tuple, list[Band]] = defaultdict(list)
+    for band in contract.volume_bands.all():  # ordered by key, then bound (open-ended last)
+        bands[band.key].append(Band(band.tokens_up_to, band.unit_price))
+    return ContractTerms(
+        discount_percent=contract.discount_percent,
+        monthly_minimum=contract.monthly_minimum,
+        unit_price_overrides={p.key: p.unit_price for p in contract.unit_price_overrides.all()},
+        volume_tiers={key: tuple(b) for key, b in bands.items()},
+    )
+
+
+def terms_for_period(*, customer_id: str, start: datetime, end: datetime) -> ContractTerms:
+    return contract_terms(contract_for_period(customer_id=customer_id, start=start, end=end))
+
+
+def credit_balance(*, customer_id: str) -> Decimal:
+    total = CreditEntry.objects.filter(customer__customer_id=customer_id).aggregate(total=Sum("amount"))["total"]
+    return total or Decimal(0)
+
+
+def quantities_from_rows(rows) -> dict[str, list[Quantity]]:
+    """Rollup rows (customer, model, service tier, hour, input, cached, output) → per-customer
+    quantities of the priced token classes."""
+    by_customer: dict[str, list[Quantity]] = defaultdict(list)
+    for customer_id, model, service_tier, hour, input_tokens, cached, output in rows:
+        quantities = by_customer[customer_id]
+        quantities.append(Quantity(model, service_tier, "input", hour, int(input_tokens - cached)))
+        quantities.append(Quantity(model, service_tier, "cached_input", hour, int(cached)))
+        quantities.append(Quantity(model, service_tier, "output", hour, int(output)))
+    return by_customer
+
+
+def usage_quantities(*, customer_id: str, start: datetime, end: datetime) -> list[Quantity]:
+    rows = metering_selectors.rollup_token_rows(customer_ids=[customer_id], start=start, end=end)
+    return quantities_from_rows(rows).get(customer_id, [])
+
+
+USAGE_GROUP_KEYS = ("model", "model_tier", "service_tier", "region", "cluster", "hour", "day")
+TOKEN_FIELDS = ("events", "input_tokens", "cached_input_tokens", "output_tokens")
+
+
+def _group_value(key: str, row: dict, schedule: PriceSchedule):
+    if key == "model_tier":
+        try:
+            return schedule.tier_at(row["model"], row["hour"])
+        except PriceMissing:
+            return None
+    if key == "day":
+        return row["hour"].replace(hour=0)
+    return row[key]
+
+
+def usage_report(*, customer_id: str | None, start: datetime, end: datetime, group_by: list[str]) -> list[dict]:
+    """Usage rows for GET /usage: token sums per customer and group, and `amount` rated at
+    the unit prices in force (book and contract overrides), before contract-level discounts.
+    `amount` is null where some usage in the row has no price."""
+    schedule = price_schedule()
+    groups: dict[tuple, dict] = {}
+    for row in metering_selectors.usage_hourly_rows(customer_id=customer_id, start=start, end=end):
+        key = (row["customer_id"], *(_group_value(k, row, schedule) for k in group_by))
+        group = groups.setdefault(key, {**{f: 0 for f in TOKEN_FIELDS}, "quantities": []})
+        for field in TOKEN_FIELDS:
+            group[field] += row[field]
+        group["quantities"].extend(quantities_from_rows([(
+            row["customer_id"], row["model"], row["service_tier"], row["hour"], row["input_tokens"],
+            row["cached_input_tokens"], row["output_tokens"])])[row["customer_id"]])
+    terms = {c: terms_for_period(customer_id=c, start=start, end=end) for c in {k[0] for k in groups}}
+    report = []
+    for key in sorted(groups, key=lambda k: tuple("" if v is None else str(v) for v in k)):
+        group = groups[key]
+        try:
+            amount = usage_amount(usage=group.pop("quantities"), schedule=schedule, terms=terms[key[0]])
+        except PriceMissing:
+            amount = None
+        report.append({"customer_id": key[0], **dict(zip(group_by, key[1:])), **group, "amount": amount})
+    return report
+
+
+def upcoming_invoice(*, customer_id: str, as_of: datetime) -> tuple[datetime, datetime, RatedInvoice]:
+    """What the invoice of the period holding `as_of` would be right now."""
+    start, end = month_bounds(as_of)
+    rated = invoice_rate(
+        usage=usage_quantities(customer_id=customer_id, start=start, end=end),
+        schedule=price_schedule(),
+        terms=terms_for_period(customer_id=customer_id, start=start, end=end),
+        credit_balance=credit_balance(customer_id=customer_id),
+    )
+    return start, end, rated

@@ -1,0 +1,1 @@
+"""Writes for billing, one module per entity."""
