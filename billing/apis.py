@@ -140,7 +140,7 @@ def unique_keys(items: list[dict]) -> list[dict]:
 class PriceBookSerializer(serializers.ModelSerializer):
     effective_from = serializers.DateTimeField(validators=[on_the_hour])
     currency = serializers.RegexField(r"^[A-Z]{3}$", default="USD")
-    prices = UnitPriceSerializer(many=True, validators=[unique_keys])
+    prices = UnitPriceSerializer(many=True)
 
     class Meta:
         model = PriceBook
@@ -150,7 +150,7 @@ class PriceBookSerializer(serializers.ModelSerializer):
     def validate_prices(self, value):
         if not value:
             raise serializers.ValidationError("A price book holds at least one price.")
-        return value
+        return unique_keys(value)
 
 
 class PriceBookListApi(APIView):
@@ -200,8 +200,14 @@ class ContractSerializer(serializers.Serializer):
                                                 max_value=Decimal(100), default=Decimal(0))
     monthly_minimum = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal(0),
                                                required=False, allow_null=True, default=None)
-    unit_price_overrides = UnitPriceSerializer(many=True, required=False, default=list, validators=[unique_keys])
-    volume_tiers = VolumeTierSerializer(many=True, required=False, default=list, validators=[unique_keys])
+    unit_price_overrides = UnitPriceSerializer(many=True, required=False, default=list)
+    volume_tiers = VolumeTierSerializer(many=True, required=False, default=list)
+
+    def validate_unit_price_overrides(self, value):
+        return unique_keys(value)
+
+    def validate_volume_tiers(self, value):
+        return unique_keys(value)
 
     def validate(self, attrs):
         if attrs["effective_to"] is not None and attrs["effective_to"] <= attrs["effective_from"]:

@@ -65,7 +65,7 @@ def credit_balance(*, customer_id: str) -> Decimal:
 
 
 def quantities_from_rows(rows) -> dict[str, list[Quantity]]:
-    """Rollup rows (customer, model, service tier, hour, input, cached, output) → per-customer
+    """Rollup rows (customer, model, service tier, hour or segment, input, cached, output) → per-customer
     quantities of the priced token classes."""
     by_customer: dict[str, list[Quantity]] = defaultdict(list)
     for customer_id, model, service_tier, hour, input_tokens, cached, output in rows:
@@ -76,9 +76,12 @@ def quantities_from_rows(rows) -> dict[str, list[Quantity]]:
     return by_customer
 
 
-def usage_quantities(*, customer_id: str, start: datetime, end: datetime) -> list[Quantity]:
-    rows = metering_selectors.rollup_token_rows(customer_ids=[customer_id], start=start, end=end)
-    return quantities_from_rows(rows).get(customer_id, [])
+def usage_quantities(*, customer_ids: list[str] | None, start: datetime, end: datetime,
+                     schedule: PriceSchedule) -> dict[str, list[Quantity]]:
+    """Each customer's usage over [start, end), summed per stretch of constant prices."""
+    rows = metering_selectors.rollup_segment_rows(customer_ids=customer_ids, start=start, end=end,
+                                                  boundaries=schedule.boundaries(start, end))
+    return quantities_from_rows(rows)
 
 
 USAGE_GROUP_KEYS = ("model", "model_tier", "service_tier", "region", "cluster", "hour", "day")
@@ -125,9 +128,10 @@ def usage_report(*, customer_id: str | None, start: datetime, end: datetime, gro
 def upcoming_invoice(*, customer_id: str, as_of: datetime) -> tuple[datetime, datetime, RatedInvoice]:
     """What the invoice of the period holding `as_of` would be right now."""
     start, end = month_bounds(as_of)
+    schedule = price_schedule()
     rated = invoice_rate(
-        usage=usage_quantities(customer_id=customer_id, start=start, end=end),
-        schedule=price_schedule(),
+        usage=usage_quantities(customer_ids=[customer_id], start=start, end=end, schedule=schedule).get(customer_id, []),
+        schedule=schedule,
         terms=terms_for_period(customer_id=customer_id, start=start, end=end),
         credit_balance=credit_balance(customer_id=customer_id),
     )

@@ -2,6 +2,7 @@
 
 from datetime import datetime
 
+from django.db import connection
 from django.db.models import Sum
 
 from metering.models import CatalogModel, Customer, HourlyRollup, ModelTierChange
@@ -36,19 +37,25 @@ def model_tier_history() -> list[ModelTierChange]:
     return list(ModelTierChange.objects.select_related("model").order_by("model__name", "effective_from"))
 
 
-def rollup_token_rows(*, customer_ids: list[str] | None, start: datetime, end: datetime):
-    """Per (customer, model, service tier, hour) token sums over [start, end), for rating."""
-    rollups = HourlyRollup.objects.filter(hour__gte=start, hour__lt=end)
-    if customer_ids is not None:
-        rollups = rollups.filter(customer_id__in=customer_ids)
-    return (
-        rollups.values("customer_id", "model", "service_tier", "hour")
-        .annotate(input_tokens=Sum("input_tokens"), cached_input_tokens=Sum("cached_input_tokens"),
-                  output_tokens=Sum("output_tokens"))
-        .order_by()
-        .values_list("customer_id", "model", "service_tier", "hour", "input_tokens", "cached_input_tokens",
-                     "output_tokens")
-    )
+def rollup_segment_rows(*, customer_ids: list[str] | None, start: datetime, end: datetime,
+                        boundaries: list[datetime]):
+    """Token sums per (customer, model, service tier, segment) over [start, end), where a
+    segment runs from one boundary (an instant prices may change) to the next, so that
+    rating sums tokens first and prices each sum once. Rows: (customer_id, model,
+    service_tier, segment_start, input_tokens, cached_input_tokens, output_tokens)."""
+    customer_filter = "AND customer_id = ANY(%(customers)s)" if customer_ids is not None else ""
+    sql = f"""
+        SELECT customer_id, model, service_tier,
+               (SELECT max(b) FROM unnest(%(boundaries)s::timestamptz[]) AS b WHERE b <= hour) AS segment,
+               sum(input_tokens)::bigint, sum(cached_input_tokens)::bigint, sum(output_tokens)::bigint
+        FROM metering_hourly_rollup
+        WHERE hour >= %(start)s AND hour < %(end)s {customer_filter}
+        GROUP BY 1, 2, 3, 4
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"boundaries": sorted({start, *boundaries}), "start": start, "end": end,
+                             "customers": customer_ids})
+        return cursor.fetchall()
 
 
 def usage_keys_since(start: datetime) -> set[tuple[str, str, str, datetime]]:

@@ -87,6 +87,7 @@ def run(events: int, bootstrap: str) -> None:
     from metering.models import Customer
     from metering.services import catalog_model_create
     from scripts import local_kafka
+    from scripts.demo_pricing import invoices_print
     from scripts.traffic import Traffic, messages_produce
 
     call_command("migrate", verbosity=0)
@@ -115,6 +116,8 @@ def run(events: int, bootstrap: str) -> None:
     step("consuming into the ledger (consumer group metering-ledger) until drained")
     elapsed = consume_with_progress(bootstrap, expected=events + 25)
     summary_print(traffic.tally, elapsed)
+    step("pricing (price books, contracts, credits) and invoice previews")
+    invoices_print(customers=[c for c, _ in CUSTOMERS], start=start, end=end, as_of=datetime.now(UTC))
 
 
 def consume_with_progress(bootstrap: str, *, expected: int) -> float:
@@ -188,7 +191,7 @@ def summary_print(tally, elapsed_s: float) -> None:
     differences = rollup_differences(start=None, end=None)
     print(f"verify_projections: {'hourly rollups agree with the ledger' if not differences else differences[:3]}")
     if differences or per_class != tally.tokens or any(got != want for _, got, want in rows):
-        sys.exit(1)
+        sys.exit("the ledger does not match what was produced")
 
 
 if __name__ == "__main__":

@@ -35,8 +35,8 @@ def _unit_tokens(quantities: Iterable[Quantity], *, schedule: PriceSchedule, ter
 
 
 def _graduated_split(quantities: list[Quantity], bands: tuple[Band, ...]):
-    """Walk the period's tokens in the order they were served; each band prices only
-    the tokens that fall inside it. Yields (quantity, tokens in band, band price)."""
+    """Walk the period's tokens in the order they were served (by hour or segment, then
+    model); each band prices only the tokens inside it. Yields (quantity, tokens, price)."""
     used = 0
     for q in sorted(quantities, key=lambda q: (q.hour, q.model)):
         remaining = q.tokens

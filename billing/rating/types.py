@@ -15,7 +15,8 @@ class PriceMissing(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Quantity:
-    """Tokens of one class, for one model and service tier, served in one hour."""
+    """Tokens of one class, for one model and service tier, served from `hour` on: one
+    hour, or a longer segment over which no tier or price changes."""
 
     model: str
     service_tier: str
@@ -69,6 +70,11 @@ class PriceSchedule:
         books = sorted(self.books, key=lambda b: b.effective_from)
         object.__setattr__(self, "_tiers", {m: ([a.effective_from for a in v], v) for m, v in by_model.items()})
         object.__setattr__(self, "_books", ([b.effective_from for b in books], books))
+
+    def boundaries(self, start: datetime, end: datetime) -> list[datetime]:
+        """`start` and every instant in (start, end) where a tier or a price may change."""
+        changes = [a.effective_from for a in self.tiers] + [b.effective_from for b in self.books]
+        return sorted({start, *(c for c in changes if start < c < end)})
 
     def tier_at(self, model: str, at: datetime) -> str:
         starts, assignments = self._tiers.get(model, ((), ()))
