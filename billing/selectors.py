@@ -32,13 +32,31 @@ def price_schedule() -> PriceSchedule:
     return PriceSchedule(tiers=tiers, books=books)
 
 
+def _period_contracts(start: datetime, end: datetime):
+    """Contract versions overlapping [start, end), those in force at `start` first."""
+    return (
+        Contract.objects.filter(effective_from__lt=end)
+        .filter(Q(effective_to__isnull=True) | Q(effective_to__gt=start))
+        .select_related("customer").prefetch_related("unit_price_overrides", "volume_bands")
+        .order_by("customer_id", "effective_from")
+    )
+
+
 def contract_for_period(*, customer_id: str, start: datetime, end: datetime) -> Contract | None:
     """The version that governs a period: the one in force at its start, else the first
-    one that starts within it."""
-    overlapping = Contract.objects.filter(customer__customer_id=customer_id, effective_from__lt=end).filter(
-        Q(effective_to__isnull=True) | Q(effective_to__gt=start))
-    in_force = overlapping.filter(effective_from__lte=start).first()
-    return in_force or overlapping.order_by("effective_from").first()
+    one that starts within it (versions never overlap, so at most one is in force)."""
+    return _period_contracts(start, end).filter(customer__customer_id=customer_id).first()
+
+
+def terms_for_customers(*, customer_ids: list[str] | None, start: datetime, end: datetime) -> dict[str, ContractTerms]:
+    """The governing terms of every customer with a contract in the period."""
+    contracts = _period_contracts(start, end)
+    if customer_ids is not None:
+        contracts = contracts.filter(customer__customer_id__in=customer_ids)
+    terms: dict[str, ContractTerms] = {}
+    for contract in contracts:  # earliest first: the one in force at `start`, if any
+        terms.setdefault(contract.customer.customer_id, contract_terms(contract))
+    return terms
 
 
 def contract_terms(contract: Contract | None) -> ContractTerms:
@@ -55,13 +73,16 @@ def contract_terms(contract: Contract | None) -> ContractTerms:
     )
 
 
-def terms_for_period(*, customer_id: str, start: datetime, end: datetime) -> ContractTerms:
-    return contract_terms(contract_for_period(customer_id=customer_id, start=start, end=end))
+def credit_balances(*, customer_ids: list[str] | None) -> dict[str, Decimal]:
+    entries = CreditEntry.objects.all()
+    if customer_ids is not None:
+        entries = entries.filter(customer__customer_id__in=customer_ids)
+    return dict(entries.values("customer__customer_id").annotate(total=Sum("amount"))
+                .values_list("customer__customer_id", "total"))
 
 
 def credit_balance(*, customer_id: str) -> Decimal:
-    total = CreditEntry.objects.filter(customer__customer_id=customer_id).aggregate(total=Sum("amount"))["total"]
-    return total or Decimal(0)
+    return credit_balances(customer_ids=[customer_id]).get(customer_id, Decimal(0))
 
 
 def quantities_from_rows(rows) -> dict[str, list[Quantity]]:
@@ -113,26 +134,35 @@ def usage_report(*, customer_id: str | None, start: datetime, end: datetime, gro
         group["quantities"].extend(quantities_from_rows([(
             row["customer_id"], row["model"], row["service_tier"], row["hour"], row["input_tokens"],
             row["cached_input_tokens"], row["output_tokens"])])[row["customer_id"]])
-    terms = {c: terms_for_period(customer_id=c, start=start, end=end) for c in {k[0] for k in groups}}
+    terms = terms_for_customers(customer_ids=None if customer_id is None else [customer_id], start=start, end=end)
     report = []
     for key in sorted(groups, key=lambda k: tuple("" if v is None else str(v) for v in k)):
         group = groups[key]
         try:
-            amount = usage_amount(usage=group.pop("quantities"), schedule=schedule, terms=terms[key[0]])
+            amount = usage_amount(usage=group.pop("quantities"), schedule=schedule,
+                                  terms=terms.get(key[0], ContractTerms()))
         except PriceMissing:
             amount = None
         report.append({"customer_id": key[0], **dict(zip(group_by, key[1:])), **group, "amount": amount})
     return report
 
 
+def period_rate(*, customer_ids: list[str] | None, start: datetime, end: datetime) -> dict[str, RatedInvoice]:
+    """Rate [start, end) for many customers at once: one query each for usage, contracts
+    and credit balances, then the rating engine per customer with usage or a contract."""
+    schedule = price_schedule()
+    usage = usage_quantities(customer_ids=customer_ids, start=start, end=end, schedule=schedule)
+    terms = terms_for_customers(customer_ids=customer_ids, start=start, end=end)
+    balances = credit_balances(customer_ids=customer_ids)
+    return {
+        customer_id: invoice_rate(usage=usage.get(customer_id, []), schedule=schedule,
+                                  terms=terms.get(customer_id, ContractTerms()),
+                                  credit_balance=balances.get(customer_id, Decimal(0)))
+        for customer_id in sorted(usage.keys() | terms.keys() | set(customer_ids or ()))
+    }
+
+
 def upcoming_invoice(*, customer_id: str, as_of: datetime) -> tuple[datetime, datetime, RatedInvoice]:
     """What the invoice of the period holding `as_of` would be right now."""
     start, end = month_bounds(as_of)
-    schedule = price_schedule()
-    rated = invoice_rate(
-        usage=usage_quantities(customer_ids=[customer_id], start=start, end=end, schedule=schedule).get(customer_id, []),
-        schedule=schedule,
-        terms=terms_for_period(customer_id=customer_id, start=start, end=end),
-        credit_balance=credit_balance(customer_id=customer_id),
-    )
-    return start, end, rated
+    return start, end, period_rate(customer_ids=[customer_id], start=start, end=end)[customer_id]
