@@ -60,15 +60,16 @@ def previous_published(book: PriceBook) -> PriceBook | None:
 
 def changes_table(*, old: PriceBook | None, new: PriceBook) -> str:
     changes = price_book_changes(old=old, new=new)
-    against = f"version {old.pk} ({old})" if old else "nothing: no published version starts earlier"
+    against = (f"Against version {old.pk}, in force from {old.effective_from:%Y-%m-%d %H:%M} UTC" if old
+               else "No published version starts earlier")
     if not changes:
-        return format_html("<p>No price changes against {}.</p>", against)
+        return format_html("<p>{}: no price changes.</p>", against)
     rows = format_html_join(
         "", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
         ((key, "—" if before is None else before, "—" if after is None else after) for key, before, after in changes),
     )
     return format_html(
-        '<p>Against {}, in {} per 1M tokens:</p><table class="price-changes">'
+        '<p>{}; {} per 1M tokens, — where a key is not priced:</p><table class="price-changes">'
         "<thead><tr><th>key</th><th>old price</th><th>new price</th></tr></thead><tbody>{}</tbody></table>",
         against, new.currency, rows,
     )
@@ -192,26 +193,30 @@ class ContractForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        if self.instance._state.adding and cleaned.get("customer") and cleaned.get("effective_from"):
-            self._check_overlap_as_contract_put(cleaned)
+        adding = self.instance._state.adding
+        customer = cleaned.get("customer") if adding else self.instance.customer
+        if customer is not None and cleaned.get("effective_from"):
+            self._check_overlap(customer=customer, start=cleaned["effective_from"], end=cleaned.get("effective_to"))
         return cleaned
 
-    def _check_overlap_as_contract_put(self, cleaned):
-        """contract_put closes an open-ended version that began earlier; any other overlap it
-        refuses. Checked here too, so the refusal shows on the form."""
-        start, end = cleaned["effective_from"], cleaned.get("effective_to")
-        clash = Contract.objects.filter(customer=cleaned["customer"]).filter(
-            Q(effective_to__gt=start) | Q(effective_to__isnull=True, effective_from__gte=start))
+    def _check_overlap(self, *, customer, start: datetime, end: datetime | None) -> None:
+        """Versions never overlap. A new one goes through contract_put, which closes an
+        open-ended version that began earlier; an edited one must fit between the others."""
+        others = Contract.objects.filter(customer=customer)
+        if self.instance._state.adding:
+            clash = others.filter(Q(effective_to__gt=start) | Q(effective_to__isnull=True, effective_from__gte=start))
+        else:
+            clash = others.exclude(pk=self.instance.pk).filter(Q(effective_to__gt=start) | Q(effective_to__isnull=True))
         if end is not None:
             clash = clash.filter(effective_from__lt=end)
         if first := clash.order_by("effective_from").first():
-            self.add_error("effective_from", f"Overlaps the version from {first.effective_from:%Y-%m-%d %H:%M} UTC.")
+            until = f"until {first.effective_to:%Y-%m-%d %H:%M} UTC" if first.effective_to else "open-ended"
+            self.add_error("effective_from", f"Overlaps the version from {first.effective_from:%Y-%m-%d %H:%M} UTC "
+                                             f"({until}).")
 
-    def validate_unique(self):
-        if not self.instance._state.adding:
-            return super().validate_unique()
-        # The overlap (exclusion) constraint names `customer`; on add it is checked the
-        # contract_put way above. The check constraints don't involve `customer`.
+    def validate_constraints(self):
+        # The overlap (exclusion) constraint is the one naming `customer`: checked in clean()
+        # with a readable message, and by Postgres on save. The check constraints don't name it.
         try:
             self.instance.validate_constraints(exclude=self._get_validation_exclusions() | {"customer"})
         except ValidationError as exc:
@@ -294,8 +299,7 @@ class CreditGrantForm(forms.ModelForm):
     def clean_amount(self):
         amount = self.cleaned_data["amount"]
         if amount is not None and amount <= 0:
-            raise ValidationError("A grant adds credit: the amount must be positive. "
-                                  "Correct a grant with a draw-down entry made by an invoice.")
+            raise ValidationError("A grant adds credit: the amount must be positive.")
         return amount
 
 

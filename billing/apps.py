@@ -10,4 +10,5 @@ class BillingConfig(AppConfig):
         from billing.permissions import finance_groups_sync
 
         # Setup, not domain flow: the finance groups follow the permissions that exist.
-        post_migrate.connect(finance_groups_sync, sender=self)
+        # No sender: run after every app's migrations, once its permissions exist.
+        post_migrate.connect(finance_groups_sync, dispatch_uid="billing.finance_groups_sync")

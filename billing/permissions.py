@@ -10,7 +10,7 @@ FINANCE_MANAGER = "finance-manager"
 FINANCE_VIEWER = "finance-viewer"
 FINANCE_APPS = ("billing", "metering", "infra_inventory")
 MANAGER_EXTRA = {
-    "billing": ["publish_pricebook", "add_pricebook", "change_pricebook", "add_price", "change_price",
+    "billing": ["publish_pricebook", "add_pricebook", "change_pricebook", "delete_pricebook", "add_price", "change_price",
                 "delete_price", "add_contract", "change_contract", "add_contractprice", "change_contractprice",
                 "delete_contractprice", "add_contractvolumeband", "change_contractvolumeband",
                 "delete_contractvolumeband", "add_creditentry"],

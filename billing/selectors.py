@@ -1,9 +1,12 @@
 """Reads for billing: what the rating engine needs, gathered from the database."""
 
+from bisect import bisect_right
 from collections import defaultdict
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Q, Sum
 
 from billing.models import Contract, CreditEntry, PriceBook
@@ -85,24 +88,78 @@ def credit_balance(*, customer_id: str) -> Decimal:
     return credit_balances(customer_ids=[customer_id]).get(customer_id, Decimal(0))
 
 
-def quantities_from_rows(rows) -> dict[str, list[Quantity]]:
-    """Rollup rows (customer, model, service tier, hour or segment, input, cached, output) → per-customer
-    quantities of the priced token classes."""
-    by_customer: dict[str, list[Quantity]] = defaultdict(list)
+def quantities_from_rows(rows, *, boundaries: list[datetime] = ()) -> dict[str, list[Quantity]]:
+    """Hourly rows (customer, model, service tier, hour, input, cached, output) → per-customer
+    quantities of the priced token classes, summed over each stretch between boundaries
+    (instants where a tier or price may change), so that each sum is priced once."""
+    starts = sorted(boundaries)
+    sums: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
     for customer_id, model, service_tier, hour, input_tokens, cached, output in rows:
-        quantities = by_customer[customer_id]
-        quantities.append(Quantity(model, service_tier, "input", hour, int(input_tokens - cached)))
-        quantities.append(Quantity(model, service_tier, "cached_input", hour, int(cached)))
-        quantities.append(Quantity(model, service_tier, "output", hour, int(output)))
+        index = bisect_right(starts, hour) - 1
+        segment = starts[index] if index >= 0 else hour
+        total = sums[(customer_id, model, service_tier, segment)]
+        total[0] += input_tokens - cached
+        total[1] += cached
+        total[2] += output
+    by_customer: dict[str, list[Quantity]] = defaultdict(list)
+    for (customer_id, model, service_tier, segment), tokens in sums.items():
+        by_customer[customer_id].extend(
+            Quantity(model, service_tier, token_class, segment, int(count))
+            for token_class, count in zip(("input", "cached_input", "output"), tokens)
+        )
     return by_customer
 
 
-def usage_quantities(*, customer_ids: list[str] | None, start: datetime, end: datetime,
-                     schedule: PriceSchedule) -> dict[str, list[Quantity]]:
-    """Each customer's usage over [start, end), summed per stretch of constant prices."""
-    rows = metering_selectors.rollup_segment_rows(customer_ids=customer_ids, start=start, end=end,
-                                                  boundaries=schedule.boundaries(start, end))
-    return quantities_from_rows(rows)
+def segment_boundaries(schedule: PriceSchedule, start: datetime, end: datetime) -> list[datetime]:
+    """Every month start in [start, end) and every tier or price change within it."""
+    months, month = [], month_bounds(start)[0]
+    while month < end:
+        months.append(month)
+        month = month_bounds(month)[1]
+    return sorted({*months, *schedule.boundaries(start, end)})
+
+
+LATE_USAGE_SQL = """
+WITH closed AS (
+    SELECT c.customer_id,
+           (i.period::timestamp AT TIME ZONE 'UTC') AS start_at,
+           ((i.period + interval '1 month')::timestamp AT TIME ZONE 'UTC') AS end_at
+    FROM billing_invoice i JOIN metering_customer c ON c.id = i.customer_id
+    WHERE i.status IN ('finalized', 'paid') AND i.period < %(period)s AND i.period >= %(horizon)s
+      AND (%(customers)s::text[] IS NULL OR c.customer_id = ANY(%(customers)s))
+      AND NOT EXISTS (  -- an earlier open invoice takes this late usage first
+          SELECT 1 FROM billing_invoice d
+          WHERE d.customer_id = i.customer_id AND d.status = 'draft' AND d.period > i.period AND d.period < %(period)s)
+), used AS (
+    SELECT r.customer_id, r.model, r.service_tier, r.hour, sum(r.input_tokens) AS i,
+           sum(r.cached_input_tokens) AS c, sum(r.output_tokens) AS o
+    FROM metering_hourly_rollup r
+    JOIN closed ON closed.customer_id = r.customer_id AND r.hour >= closed.start_at AND r.hour < closed.end_at
+    GROUP BY 1, 2, 3, 4
+), billed AS (
+    SELECT b.customer_id, b.model, b.service_tier, b.hour, sum(b.input_tokens) AS i,
+           sum(b.cached_input_tokens) AS c, sum(b.output_tokens) AS o
+    FROM billing_billedusage b
+    JOIN billing_invoice inv ON inv.id = b.invoice_id AND inv.status IN ('finalized', 'paid')
+    JOIN closed ON closed.customer_id = b.customer_id AND b.hour >= closed.start_at AND b.hour < closed.end_at
+    GROUP BY 1, 2, 3, 4
+)
+SELECT u.customer_id, u.model, u.service_tier, u.hour, (u.i - coalesce(b.i, 0))::bigint,
+       (u.c - coalesce(b.c, 0))::bigint, (u.o - coalesce(b.o, 0))::bigint
+FROM used u LEFT JOIN billed b USING (customer_id, model, service_tier, hour)
+WHERE (u.i, u.c, u.o) IS DISTINCT FROM (b.i, b.c, b.o)
+"""
+
+
+def late_usage_rows(*, customer_ids: list[str] | None, period_start: datetime) -> list[tuple]:
+    """Hourly usage in periods already finalized (or paid) that their invoices did not
+    bill: rollups minus billed usage. Only periods within three months can still receive
+    events (the lateness limit is 35 days)."""
+    horizon = month_bounds(period_start - timedelta(days=92))[0]
+    with connection.cursor() as cursor:
+        cursor.execute(LATE_USAGE_SQL, {"period": period_start.date(), "horizon": horizon.date(),
+                                        "customers": customer_ids})
+        return cursor.fetchall()
 
 
 USAGE_GROUP_KEYS = ("model", "model_tier", "service_tier", "region", "cluster", "hour", "day")
@@ -147,18 +204,38 @@ def usage_report(*, customer_id: str | None, start: datetime, end: datetime, gro
     return report
 
 
-def period_rate(*, customer_ids: list[str] | None, start: datetime, end: datetime) -> dict[str, RatedInvoice]:
-    """Rate [start, end) for many customers at once: one query each for usage, contracts
-    and credit balances, then the rating engine per customer with usage or a contract."""
+@dataclass(frozen=True)
+class PeriodUsage:
+    """Everything an invoice of one period rates: own hourly usage and late hourly usage."""
+
+    own: list[tuple]
+    late: list[tuple]
+
+
+def period_usage(*, customer_ids: list[str] | None, start: datetime, end: datetime) -> PeriodUsage:
+    return PeriodUsage(
+        own=metering_selectors.rollup_hourly_sums(customer_ids=customer_ids, start=start, end=end),
+        late=late_usage_rows(customer_ids=customer_ids, period_start=start),
+    )
+
+
+def period_rate(*, customer_ids: list[str] | None, start: datetime, end: datetime,
+                usage: PeriodUsage | None = None) -> dict[str, RatedInvoice]:
+    """Rate [start, end) for many customers at once: a query each for usage, late usage,
+    contracts and credit balances, then the rating engine per customer with usage or a
+    contract. `usage` may be given (a finalization rates exactly what it snapshots)."""
     schedule = price_schedule()
-    usage = usage_quantities(customer_ids=customer_ids, start=start, end=end, schedule=schedule)
+    usage = usage or period_usage(customer_ids=customer_ids, start=start, end=end)
+    own = quantities_from_rows(usage.own, boundaries=segment_boundaries(schedule, start, end))
+    late_start = min((row[3] for row in usage.late), default=start)
+    late = quantities_from_rows(usage.late, boundaries=segment_boundaries(schedule, late_start, start))
     terms = terms_for_customers(customer_ids=customer_ids, start=start, end=end)
     balances = credit_balances(customer_ids=customer_ids)
     return {
-        customer_id: invoice_rate(usage=usage.get(customer_id, []), schedule=schedule,
-                                  terms=terms.get(customer_id, ContractTerms()),
+        customer_id: invoice_rate(usage=own.get(customer_id, []), late_usage=late.get(customer_id, []),
+                                  schedule=schedule, terms=terms.get(customer_id, ContractTerms()),
                                   credit_balance=balances.get(customer_id, Decimal(0)))
-        for customer_id in sorted(usage.keys() | terms.keys() | set(customer_ids or ()))
+        for customer_id in sorted(own.keys() | late.keys() | terms.keys() | set(customer_ids or ()))
     }
 
 

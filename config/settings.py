@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_celery_beat",
     "metering",
     "billing",
     "infra_inventory",
@@ -119,6 +120,20 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+
+# --- Billing (DESIGN.md §3) --------------------------------------------------
+BILLING_GRACE_HOURS = int(env("BILLING_GRACE_HOURS", "24"))  # after period end, before auto-finalization
+BILLING_PAYMENT_TERMS_DAYS = int(env("BILLING_PAYMENT_TERMS_DAYS", "30"))
+BILLING_CHUNK_CUSTOMERS = int(env("BILLING_CHUNK_CUSTOMERS", "250"))
+WEBHOOK_RETRY_BASE_SECONDS = float(env("WEBHOOK_RETRY_BASE_SECONDS", "10"))
+WEBHOOK_RETRIES_MAX = int(env("WEBHOOK_RETRIES_MAX", "10"))
+SELLER = {
+    "name": env("SELLER_NAME", "Tokenledger Inference Co."),
+    "address": env("SELLER_ADDRESS", "1 Datacenter Way, Ashburn VA 20147, USA"),
+    "email": env("SELLER_EMAIL", "billing@tokenledger.example"),
+}
 
 # --- REST API --------------------------------------------------------------
 USAGE_INGEST_RATE = env("USAGE_INGEST_RATE", "6000/min")

@@ -4,10 +4,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
+import psycopg
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from billing.models import Contract, ContractPrice, ContractVolumeBand
+from billing.services.audit import audit_record
 from config.api import DomainError
 from metering.models import Customer
 
@@ -41,8 +43,14 @@ def contract_put(*, customer_id: str, effective_from: datetime, effective_to: da
                 customer=customer, effective_from=effective_from, effective_to=effective_to,
                 discount_percent=discount_percent, monthly_minimum=monthly_minimum, created_by=actor)
     except IntegrityError as exc:
+        if not isinstance(exc.__cause__, psycopg.errors.ExclusionViolation):
+            raise
         raise ContractOverlap("Contract versions would overlap.") from exc
     ContractPrice.objects.bulk_create(ContractPrice(contract=contract, **p) for p in unit_price_overrides)
+    audit_record(actor=actor, action="contract.put", obj=contract, before=None, at=contract.created_at, after={
+        "customer": customer_id, "effective_from": effective_from.isoformat(),
+        "effective_to": effective_to.isoformat() if effective_to else None,
+        "discount_percent": f"{discount_percent}", "monthly_minimum": f"{monthly_minimum}"})
     ContractVolumeBand.objects.bulk_create(
         ContractVolumeBand(contract=contract, model_tier=t["model_tier"], service_tier=t["service_tier"],
                            token_class=t["token_class"], tokens_up_to=band["up_to"], unit_price=band["unit_price"])

@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from billing.models import Price, PriceBook
 from billing.rating import PriceMissing
 from billing.selectors import price_schedule
+from billing.services.audit import audit_record
 from config.api import DomainError
 from metering import selectors as metering_selectors
 
@@ -65,6 +66,9 @@ def price_book_publish(*, price_book_id: int, actor: str, as_of: datetime) -> Pr
             book.save(update_fields=["status", "published_at", "published_by"])
     except IntegrityError as exc:
         raise PriceBookConflict(f"A published price book already starts at {book.effective_from.isoformat()}.") from exc
+    audit_record(actor=actor, action="price_book.publish", obj=book, before={"status": "draft"}, at=as_of,
+                 after={"status": "published", "effective_from": book.effective_from.isoformat(),
+                        "prices": {"/".join(k): f"{v}" for k, v in sorted(prices.items())}})
     return book
 
 

@@ -148,6 +148,8 @@ class CreditEntry(models.Model):
     """Prepaid credit: a grant (> 0) or a draw-down by an invoice (< 0). Append-only."""
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="credit_entries")
+    invoice = models.OneToOneField("billing.Invoice", null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="credit_draw_down", help_text="The invoice a draw-down paid.")
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     reason = models.CharField(max_length=200)
     created_at = models.DateTimeField()

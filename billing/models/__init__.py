@@ -1,0 +1,14 @@
+"""Billing's tables: prices and contracts (pricing), invoices and credit notes (invoices),
+billing runs, webhooks and the finance audit log (operations)."""
+
+from billing.models.invoices import BilledUsage, CreditNote, DocumentCounter, Invoice, InvoiceLine
+from billing.models.operations import AuditEntry, BillingRun, WebhookDelivery, WebhookEndpoint
+from billing.models.pricing import (
+    Contract, ContractPrice, ContractVolumeBand, CreditEntry, Price, PriceBook, TokenClass, TstzRange, UnitPrice,
+)
+
+__all__ = [
+    "AuditEntry", "BilledUsage", "BillingRun", "Contract", "ContractPrice", "ContractVolumeBand", "CreditEntry",
+    "CreditNote", "DocumentCounter", "Invoice", "InvoiceLine", "Price", "PriceBook", "TokenClass", "TstzRange",
+    "UnitPrice", "WebhookDelivery", "WebhookEndpoint",
+]

@@ -1,0 +1,121 @@
+"""Invoices, their lines, the usage they billed, and credit notes (DESIGN.md §3).
+
+Invariants and where they are enforced:
+- One live invoice per customer and period: partial unique constraint (void excluded).
+- A finalized invoice never changes but for the finalized → paid / void transition,
+  and its lines never change: Postgres triggers (migration 0004).
+- Numbers are gapless per year and kind: `DocumentCounter` rows, locked in the
+  finalizing transaction; a number is set exactly when the status leaves draft.
+- `BilledUsage` records, per finalized invoice, the hourly tokens it billed; usage in a
+  closed period beyond what was billed is late usage. Append-only (trigger).
+- Credit notes are append-only (trigger); their sum never exceeds the invoice total
+  (checked under the invoice's row lock).
+"""
+
+from django.db import models
+from django.db.models import Q
+
+from metering.models import Customer, ServiceTier
+
+
+class Invoice(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        FINALIZED = "finalized"
+        PAID = "paid"
+        VOID = "void"
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="invoices")
+    period = models.DateField(help_text="First day of the billed calendar month (UTC).")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    number = models.CharField(max_length=16, null=True, blank=True, unique=True)
+    currency = models.CharField(max_length=3, default="USD")
+    subtotal = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    total = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    computed_at = models.DateTimeField(help_text="When the lines were last computed.")
+    issued_at = models.DateTimeField(null=True, blank=True)
+    due_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-period", "customer_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "period"], condition=~Q(status="void"),
+                                    name="invoice_one_live_per_customer_period"),
+            models.CheckConstraint(condition=Q(status="draft", number__isnull=True)
+                                   | (~Q(status="draft") & Q(number__isnull=False, issued_at__isnull=False)),
+                                   name="invoice_numbered_once_issued"),
+        ]
+        indexes = [models.Index(fields=["status", "period"])]
+
+    def __str__(self):
+        return self.number or f"draft {self.customer.customer_id} {self.period:%Y-%m}"
+
+
+class InvoiceLine(models.Model):
+    class Kind(models.TextChoices):
+        USAGE = "usage"
+        LATE_USAGE = "late_usage"
+        DISCOUNT = "discount"
+        MINIMUM = "minimum"
+        CREDITS = "credits"
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveIntegerField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    description = models.CharField(max_length=200)
+    model = models.CharField(max_length=128, blank=True)
+    service_tier = models.CharField(max_length=16, blank=True)
+    token_class = models.CharField(max_length=16, blank=True)
+    tokens = models.BigIntegerField(default=0)
+    unit_price = models.DecimalField(max_digits=18, decimal_places=6, null=True, blank=True)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    usage_period = models.CharField(max_length=7, blank=True, help_text="YYYY-MM of late usage.")
+
+    class Meta:
+        ordering = ["invoice", "position"]
+        constraints = [models.UniqueConstraint(fields=["invoice", "position"], name="invoice_line_position_once")]
+
+
+class BilledUsage(models.Model):
+    """Hourly tokens a finalized invoice billed, for its own period or as late usage."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="billed_usage")
+    customer_id = models.CharField(max_length=64)
+    model = models.CharField(max_length=128)
+    service_tier = models.CharField(max_length=16, choices=ServiceTier.choices)
+    hour = models.DateTimeField()
+    input_tokens = models.BigIntegerField()
+    cached_input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["customer_id", "hour"])]
+
+
+class DocumentCounter(models.Model):
+    """The last number issued per (prefix, year): locked to hand out the next one."""
+
+    prefix = models.CharField(max_length=4)
+    year = models.PositiveIntegerField()
+    last = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["prefix", "year"], name="document_counter_once")]
+
+
+class CreditNote(models.Model):
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    number = models.CharField(max_length=16, unique=True)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    reason = models.CharField(max_length=500)
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="credit_note_amount_positive")]
+
+    def __str__(self):
+        return self.number

@@ -1,0 +1,89 @@
+"""Billing runs: which customers a period bills, in chunks, with progress on the run."""
+
+from datetime import date, datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+
+from billing.models import BillingRun, Invoice
+from billing.selectors import month_bounds
+from billing.services.invoices import invoice_drafts_refresh, invoice_finalize, period_start_of
+
+RUN_CUSTOMERS_SQL = """
+SELECT DISTINCT customer_id FROM (
+    SELECT customer_id FROM metering_hourly_rollup WHERE hour >= %(lookback)s AND hour < %(end)s
+    UNION ALL
+    SELECT c.customer_id FROM billing_contract k JOIN metering_customer c ON c.id = k.customer_id
+    WHERE k.effective_from < %(end)s AND (k.effective_to IS NULL OR k.effective_to > %(start)s)
+    UNION ALL
+    SELECT c.customer_id FROM billing_invoice i JOIN metering_customer c ON c.id = i.customer_id
+    WHERE i.period = %(period)s AND i.status = 'draft'
+) AS billable
+ORDER BY customer_id
+"""
+
+
+def billing_run_customers(*, period: date) -> list[str]:
+    """Customers with usage in the period or late usage before it, a contract in force, or
+    a draft to refresh."""
+    start, end = month_bounds(period_start_of(period))
+    with connection.cursor() as cursor:
+        cursor.execute(RUN_CUSTOMERS_SQL, {"lookback": start - timedelta(days=92), "start": start, "end": end,
+                                           "period": period})
+        return [row[0] for row in cursor.fetchall()]
+
+
+@transaction.atomic
+def billing_run_create(*, period: date, finalize: bool, actor: str, as_of: datetime) -> BillingRun:
+    """Record a run and start it on a Celery worker once this transaction commits."""
+    from billing.tasks import billing_run_start_task
+
+    run = BillingRun.objects.create(period=period.replace(day=1), finalize=finalize, requested_by=actor,
+                                    created_at=as_of)
+    transaction.on_commit(lambda: billing_run_start_task.delay(run_id=run.pk))
+    return run
+
+
+def billing_run_start(*, run_id: int, as_of: datetime) -> list[list[str]]:
+    """Count the customers, mark the run running, and split them into chunks."""
+    run = BillingRun.objects.get(pk=run_id)
+    customers = billing_run_customers(period=run.period)
+    size = settings.BILLING_CHUNK_CUSTOMERS
+    BillingRun.objects.filter(pk=run_id).update(
+        status=BillingRun.Status.RUNNING if customers else BillingRun.Status.DONE, started_at=as_of,
+        customers_total=len(customers), customers_done=0, finished_at=None if customers else as_of)
+    return [customers[i:i + size] for i in range(0, len(customers), size)]
+
+
+def billing_run_chunk(*, run_id: int, customer_ids: list[str], as_of: datetime) -> None:
+    """Refresh (and, for a finalizing run, finalize) the invoices of a chunk; count it done."""
+    run = BillingRun.objects.get(pk=run_id)
+    invoice_drafts_refresh(customer_ids=customer_ids, period=run.period, as_of=as_of)
+    if run.finalize:
+        drafts = Invoice.objects.filter(period=run.period, status=Invoice.Status.DRAFT,
+                                        customer__customer_id__in=customer_ids).order_by("pk")
+        for invoice_id in drafts.values_list("pk", flat=True):
+            invoice_finalize(invoice_id=invoice_id, actor=f"billing-run:{run_id}", as_of=as_of)
+    with transaction.atomic():
+        BillingRun.objects.filter(pk=run_id).update(customers_done=F("customers_done") + len(customer_ids))
+        run = BillingRun.objects.select_for_update().get(pk=run_id)
+        if run.customers_done == run.customers_total and run.status == BillingRun.Status.RUNNING:
+            run.status, run.finished_at = BillingRun.Status.DONE, as_of
+            run.save(update_fields=["status", "finished_at"])
+
+
+def billing_run_fail(*, run_id: int, error: str, as_of: datetime) -> None:
+    BillingRun.objects.filter(pk=run_id).update(status=BillingRun.Status.FAILED, error=error[:5000], finished_at=as_of)
+
+
+def billing_cycle(*, as_of: datetime) -> list[BillingRun]:
+    """The daily schedule: refresh this period's drafts; refresh last period's drafts until
+    its grace period is over, then finalize them."""
+    current = month_bounds(as_of)[0]
+    previous = month_bounds(current - timedelta(days=1))[0]
+    grace_over = as_of >= current + timedelta(hours=settings.BILLING_GRACE_HOURS)
+    runs = [billing_run_create(period=current.date(), finalize=False, actor="schedule", as_of=as_of)]
+    if not grace_over or Invoice.objects.filter(period=previous.date(), status=Invoice.Status.DRAFT).exists():
+        runs.append(billing_run_create(period=previous.date(), finalize=grace_over, actor="schedule", as_of=as_of))
+    return runs

@@ -1,0 +1,43 @@
+"""Celery tasks of billing: thin, keyword-only, safe to run twice."""
+
+from celery import shared_task
+from django.conf import settings
+
+from billing.services.billing_runs import billing_cycle, billing_run_chunk, billing_run_fail, billing_run_start
+from billing.services.webhooks import webhook_deliver, webhook_give_up
+from metering.services import utc_now
+
+
+@shared_task
+def billing_run_start_task(*, run_id: int) -> int:
+    """Fan a run out in chunks across the workers."""
+    chunks = billing_run_start(run_id=run_id, as_of=utc_now())
+    for chunk in chunks:
+        billing_run_chunk_task.delay(run_id=run_id, customer_ids=chunk)
+    return len(chunks)
+
+
+@shared_task(acks_late=True)
+def billing_run_chunk_task(*, run_id: int, customer_ids: list[str]) -> None:
+    try:
+        billing_run_chunk(run_id=run_id, customer_ids=customer_ids, as_of=utc_now())
+    except Exception as exc:
+        billing_run_fail(run_id=run_id, error=f"{type(exc).__name__}: {exc}", as_of=utc_now())
+        raise
+
+
+@shared_task
+def billing_cycle_task() -> list[int]:
+    return [run.pk for run in billing_cycle(as_of=utc_now())]
+
+
+@shared_task(bind=True, max_retries=None)
+def webhook_deliver_task(self, *, delivery_id: int) -> bool:
+    """Deliver; on failure retry after base × 2^n seconds (capped), up to a limit."""
+    if webhook_deliver(delivery_id=delivery_id, as_of=utc_now()):
+        return True
+    if self.request.retries >= settings.WEBHOOK_RETRIES_MAX:
+        webhook_give_up(delivery_id=delivery_id)
+        return False
+    countdown = min(settings.WEBHOOK_RETRY_BASE_SECONDS * 2 ** self.request.retries, 3600)
+    raise self.retry(countdown=countdown)
