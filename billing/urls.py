@@ -1,6 +1,7 @@
 from django.urls import path
 
-from billing import apis
+from billing import apis, invoice_apis
+from billing.services.invoices import invoice_finalize, invoice_mark_paid, invoice_void
 
 urlpatterns = [
     path("usage", apis.UsageApi.as_view(), name="usage"),
@@ -9,4 +10,17 @@ urlpatterns = [
     path("customers/<slug:customer_id>/credits", apis.CreditListApi.as_view(), name="customer-credits"),
     path("customers/<slug:customer_id>/upcoming-invoice", apis.UpcomingInvoiceApi.as_view(),
          name="customer-upcoming-invoice"),
+    path("invoices", invoice_apis.InvoiceListApi.as_view(), name="invoices"),
+    path("invoices/<int:invoice_id>", invoice_apis.InvoiceDetailApi.as_view(), name="invoice-detail"),
+    path("invoices/<int:invoice_id>/pdf", invoice_apis.InvoiceDocumentApi.as_view(kind="pdf"), name="invoice-pdf"),
+    path("invoices/<int:invoice_id>/csv", invoice_apis.InvoiceDocumentApi.as_view(kind="csv"), name="invoice-csv"),
+    path("invoices/<int:invoice_id>/finalize", invoice_apis.InvoiceTransitionApi.as_view(service=invoice_finalize),
+         name="invoice-finalize"),
+    path("invoices/<int:invoice_id>/void", invoice_apis.InvoiceTransitionApi.as_view(service=invoice_void),
+         name="invoice-void"),
+    path("invoices/<int:invoice_id>/mark-paid", invoice_apis.InvoiceTransitionApi.as_view(service=invoice_mark_paid),
+         name="invoice-mark-paid"),
+    path("invoices/<int:invoice_id>/credit-notes", invoice_apis.CreditNoteApi.as_view(), name="invoice-credit-notes"),
+    path("billing-runs", invoice_apis.BillingRunListApi.as_view(), name="billing-runs"),
+    path("billing-runs/<int:run_id>", invoice_apis.BillingRunDetailApi.as_view(), name="billing-run-detail"),
 ]

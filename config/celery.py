@@ -11,9 +11,13 @@ app = Celery("tokenledger")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-app.conf.beat_schedule = {
-    "ledger-partitions-ahead": {
-        "task": "metering.tasks.ledger_partitions_ensure_task",
-        "schedule": crontab(minute=7, hour=3),
-    },
+# The schedule lives in the database (django-celery-beat's DatabaseScheduler), where
+# finance staff see and edit it in admin. These are the defaults: `migrate` creates any
+# that is missing and never overwrites an edited one (billing.schedule).
+BEAT_DEFAULTS = {
+    "billing-cycle": {"task": "billing.tasks.billing_cycle_task", "schedule": crontab(minute=15, hour=0),
+                      "description": "Daily: refresh drafts; finalize last period once its grace period is over."},
+    "ledger-partitions-ahead": {"task": "metering.tasks.ledger_partitions_ensure_task",
+                                "schedule": crontab(minute=7, hour=3),
+                                "description": "Daily: keep ledger partitions three months ahead."},
 }
