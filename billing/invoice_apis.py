@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from billing.apis import actor_of, money, unit_price_text
 from billing.models import BillingRun, CreditNote, Invoice
 from billing.services.billing_runs import billing_run_create
-from billing.services.invoices import credit_note_issue, invoice_finalize, invoice_mark_paid, invoice_void
+from billing.services.invoices import credit_note_issue
 from config.api import NextPagination, customer_scope_of
 from metering.services import utc_now
 

@@ -11,16 +11,16 @@ from metering.services import utc_now
 @shared_task
 def billing_run_start_task(*, run_id: int) -> int:
     """Fan a run out in chunks across the workers."""
-    chunks = billing_run_start(run_id=run_id, as_of=utc_now())
-    for chunk in chunks:
-        billing_run_chunk_task.delay(run_id=run_id, customer_ids=chunk)
-    return len(chunks)
+    chunk_ids = billing_run_start(run_id=run_id, as_of=utc_now())
+    for chunk_id in chunk_ids:
+        billing_run_chunk_task.delay(run_id=run_id, chunk_id=chunk_id)
+    return len(chunk_ids)
 
 
 @shared_task(acks_late=True)
-def billing_run_chunk_task(*, run_id: int, customer_ids: list[str]) -> None:
+def billing_run_chunk_task(*, run_id: int, chunk_id: int) -> None:
     try:
-        billing_run_chunk(run_id=run_id, customer_ids=customer_ids, as_of=utc_now())
+        billing_run_chunk(chunk_id=chunk_id, as_of=utc_now())
     except Exception as exc:
         billing_run_fail(run_id=run_id, error=f"{type(exc).__name__}: {exc}", as_of=utc_now())
         raise

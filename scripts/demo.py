@@ -3,10 +3,13 @@
     python -m scripts.demo [--events 200000]
 
 Resets the demo database, starts a fresh local broker (unless KAFKA_BOOTSTRAP_SERVERS
-is set), seeds the catalog and customers, produces a month of traffic with a few %
+is set), seeds the catalog and customers, produces last month's traffic with a few %
 exact duplicates, some conflicting duplicates and some invalid events through the real
-Kafka producer, runs the real ledger consumer until the topic is drained, then prints
-what the ledger holds next to what was produced.
+Kafka producer, runs the real ledger consumer until the topic is drained, and prints
+what the ledger holds next to what was produced. Then it publishes prices (with a
+mid-month change), signs two contracts and prints invoice previews; runs the billing
+run for that month on a real Celery worker, finalizes, issues a credit note, writes the
+PDFs to var/demo-invoices/ and prints the invoice table.
 """
 
 import argparse
@@ -87,6 +90,7 @@ def run(events: int, bootstrap: str) -> None:
     from metering.models import Customer
     from metering.services import catalog_model_create
     from scripts import local_kafka
+    from scripts.demo_billing import invoices_issue
     from scripts.demo_pricing import invoices_print
     from scripts.traffic import Traffic, messages_produce
 
@@ -118,6 +122,8 @@ def run(events: int, bootstrap: str) -> None:
     summary_print(traffic.tally, elapsed)
     step("pricing (price books, contracts, credits) and invoice previews")
     invoices_print(customers=[c for c, _ in CUSTOMERS], start=start, end=end, as_of=datetime.now(UTC))
+    step(f"invoicing {start:%Y-%m}: billing run on Celery, finalized, a credit note, PDFs")
+    invoices_issue(period_start=start, as_of=datetime.now(UTC))
 
 
 def consume_with_progress(bootstrap: str, *, expected: int) -> float:

@@ -106,3 +106,35 @@ def api_client_for(db):
 
 def utc(*args) -> datetime:
     return datetime(*args, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker):
+    """A real Celery worker process (2 prefork children) on Redis, on a queue of its own,
+    against the test database."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from django.db import connection
+
+    from config.celery import app
+
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    app.conf.task_default_queue = queue
+    db = connection.settings_dict
+    env = dict(os.environ, DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+               CELERY_TASK_DEFAULT_QUEUE=queue, WEBHOOK_RETRY_BASE_SECONDS="0.3", LOG_LEVEL="WARNING")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "-c", "2", "--pool", "prefork",
+         "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{queue}@%h"],
+        cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while not app.control.ping(destination=[f"{queue}@{os.uname().nodename}"], timeout=0.5):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the Celery worker did not start: {worker.stderr.read().decode()[-2000:]}")
+    yield queue
+    worker.terminate()
+    worker.wait(timeout=30)

@@ -2,13 +2,13 @@
 billing runs, webhooks and the finance audit log (operations)."""
 
 from billing.models.invoices import BilledUsage, CreditNote, DocumentCounter, Invoice, InvoiceLine
-from billing.models.operations import AuditEntry, BillingRun, WebhookDelivery, WebhookEndpoint
+from billing.models.operations import AuditEntry, BillingRun, BillingRunChunk, WebhookDelivery, WebhookEndpoint
 from billing.models.pricing import (
     Contract, ContractPrice, ContractVolumeBand, CreditEntry, Price, PriceBook, TokenClass, TstzRange, UnitPrice,
 )
 
 __all__ = [
-    "AuditEntry", "BilledUsage", "BillingRun", "Contract", "ContractPrice", "ContractVolumeBand", "CreditEntry",
+    "AuditEntry", "BilledUsage", "BillingRun", "BillingRunChunk", "Contract", "ContractPrice", "ContractVolumeBand", "CreditEntry",
     "CreditNote", "DocumentCounter", "Invoice", "InvoiceLine", "Price", "PriceBook", "TokenClass", "TstzRange",
     "UnitPrice", "WebhookDelivery", "WebhookEndpoint",
 ]

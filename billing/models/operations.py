@@ -35,6 +35,19 @@ class BillingRun(models.Model):
         return f"billing run {self.pk} for {self.period:%Y-%m} ({self.status})"
 
 
+class BillingRunChunk(models.Model):
+    """A slice of a run's customers, done once: a redelivered task finds it done and adds
+    no progress twice."""
+
+    run = models.ForeignKey(BillingRun, on_delete=models.CASCADE, related_name="chunks")
+    number = models.PositiveIntegerField()
+    customer_ids = models.JSONField()
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "number"], name="billing_run_chunk_once")]
+
+
 class WebhookEndpoint(models.Model):
     EVENTS = ("invoice.finalized", "invoice.paid", "invoice.voided", "credit_note.issued", "margin.negative")
 

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 
-from billing.models import BillingRun, Invoice
+from billing.models import BillingRun, BillingRunChunk, Invoice
 from billing.selectors import month_bounds
 from billing.services.invoices import invoice_drafts_refresh, invoice_finalize, period_start_of
 
@@ -45,29 +45,40 @@ def billing_run_create(*, period: date, finalize: bool, actor: str, as_of: datet
     return run
 
 
-def billing_run_start(*, run_id: int, as_of: datetime) -> list[list[str]]:
-    """Count the customers, mark the run running, and split them into chunks."""
-    run = BillingRun.objects.get(pk=run_id)
+@transaction.atomic
+def billing_run_start(*, run_id: int, as_of: datetime) -> list[int]:
+    """Count the customers, split them into chunks, mark the run running; returns the chunk
+    ids. Started twice, it hands out the same chunks."""
+    run = BillingRun.objects.select_for_update().get(pk=run_id)
+    if run.status != BillingRun.Status.PENDING:
+        return list(run.chunks.filter(done_at__isnull=True).values_list("pk", flat=True))
     customers = billing_run_customers(period=run.period)
     size = settings.BILLING_CHUNK_CUSTOMERS
-    BillingRun.objects.filter(pk=run_id).update(
-        status=BillingRun.Status.RUNNING if customers else BillingRun.Status.DONE, started_at=as_of,
-        customers_total=len(customers), customers_done=0, finished_at=None if customers else as_of)
-    return [customers[i:i + size] for i in range(0, len(customers), size)]
+    chunks = BillingRunChunk.objects.bulk_create(
+        BillingRunChunk(run=run, number=n, customer_ids=customers[i:i + size])
+        for n, i in enumerate(range(0, len(customers), size)))
+    run.status = BillingRun.Status.RUNNING if customers else BillingRun.Status.DONE
+    run.started_at, run.customers_total, run.finished_at = as_of, len(customers), None if customers else as_of
+    run.save(update_fields=["status", "started_at", "customers_total", "finished_at"])
+    return [chunk.pk for chunk in chunks]
 
 
-def billing_run_chunk(*, run_id: int, customer_ids: list[str], as_of: datetime) -> None:
-    """Refresh (and, for a finalizing run, finalize) the invoices of a chunk; count it done."""
-    run = BillingRun.objects.get(pk=run_id)
+def billing_run_chunk(*, chunk_id: int, as_of: datetime) -> None:
+    """Refresh (and, for a finalizing run, finalize) the invoices of a chunk; count it done
+    the first time it completes."""
+    chunk = BillingRunChunk.objects.select_related("run").get(pk=chunk_id)
+    run, customer_ids = chunk.run, chunk.customer_ids
     invoice_drafts_refresh(customer_ids=customer_ids, period=run.period, as_of=as_of)
     if run.finalize:
         drafts = Invoice.objects.filter(period=run.period, status=Invoice.Status.DRAFT,
                                         customer__customer_id__in=customer_ids).order_by("pk")
         for invoice_id in drafts.values_list("pk", flat=True):
-            invoice_finalize(invoice_id=invoice_id, actor=f"billing-run:{run_id}", as_of=as_of)
+            invoice_finalize(invoice_id=invoice_id, actor=f"billing-run:{run.pk}", as_of=as_of)
     with transaction.atomic():
-        BillingRun.objects.filter(pk=run_id).update(customers_done=F("customers_done") + len(customer_ids))
-        run = BillingRun.objects.select_for_update().get(pk=run_id)
+        if not BillingRunChunk.objects.filter(pk=chunk_id, done_at__isnull=True).update(done_at=as_of):
+            return  # a redelivered task: counted already
+        BillingRun.objects.filter(pk=run.pk).update(customers_done=F("customers_done") + len(customer_ids))
+        run = BillingRun.objects.select_for_update().get(pk=run.pk)
         if run.customers_done == run.customers_total and run.status == BillingRun.Status.RUNNING:
             run.status, run.finished_at = BillingRun.Status.DONE, as_of
             run.save(update_fields=["status", "finished_at"])

@@ -25,11 +25,13 @@ class Command(BaseCommand):
             raise CommandError("--period takes YYYY-MM") from exc
         run = BillingRun.objects.create(period=month_start, finalize=finalize, requested_by="command:run_billing",
                                         created_at=utc_now())
-        chunks = billing_run_start(run_id=run.pk, as_of=utc_now())
-        with tqdm(total=sum(map(len, chunks)), unit="customer", desc=f"billing {period}") as bar:
-            for chunk in chunks:
-                billing_run_chunk(run_id=run.pk, customer_ids=chunk, as_of=utc_now())
-                bar.update(len(chunk))
+        chunk_ids = billing_run_start(run_id=run.pk, as_of=utc_now())
+        run.refresh_from_db()
+        with tqdm(total=run.customers_total, unit="customer", desc=f"billing {period}") as bar:
+            for chunk_id in chunk_ids:
+                billing_run_chunk(chunk_id=chunk_id, as_of=utc_now())
+                run.refresh_from_db()
+                bar.update(run.customers_done - bar.n)
         invoices = Invoice.objects.filter(period=month_start).exclude(status=Invoice.Status.VOID)
         run.refresh_from_db()
         self.stdout.write(f"run {run.pk} {run.status}: {run.customers_done} customers, "
