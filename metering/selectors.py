@@ -37,24 +37,19 @@ def model_tier_history() -> list[ModelTierChange]:
     return list(ModelTierChange.objects.select_related("model").order_by("model__name", "effective_from"))
 
 
-def rollup_segment_rows(*, customer_ids: list[str] | None, start: datetime, end: datetime,
-                        boundaries: list[datetime]):
-    """Token sums per (customer, model, service tier, segment) over [start, end), where a
-    segment runs from one boundary (an instant prices may change) to the next, so that
-    rating sums tokens first and prices each sum once. Rows: (customer_id, model,
-    service_tier, segment_start, input_tokens, cached_input_tokens, output_tokens)."""
+def rollup_hourly_sums(*, customer_ids: list[str] | None, start: datetime, end: datetime) -> list[tuple]:
+    """(customer_id, model, service_tier, hour, input, cached_input, output) over [start, end),
+    summed over regions and clusters: what rating needs."""
     customer_filter = "AND customer_id = ANY(%(customers)s)" if customer_ids is not None else ""
     sql = f"""
-        SELECT customer_id, model, service_tier,
-               (SELECT max(b) FROM unnest(%(boundaries)s::timestamptz[]) AS b WHERE b <= hour) AS segment,
-               sum(input_tokens)::bigint, sum(cached_input_tokens)::bigint, sum(output_tokens)::bigint
+        SELECT customer_id, model, service_tier, hour, sum(input_tokens)::bigint,
+               sum(cached_input_tokens)::bigint, sum(output_tokens)::bigint
         FROM metering_hourly_rollup
         WHERE hour >= %(start)s AND hour < %(end)s {customer_filter}
         GROUP BY 1, 2, 3, 4
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, {"boundaries": sorted({start, *boundaries}), "start": start, "end": end,
-                             "customers": customer_ids})
+        cursor.execute(sql, {"start": start, "end": end, "customers": customer_ids})
         return cursor.fetchall()
 
 

@@ -72,7 +72,7 @@ def invoice_rate(*, usage: Iterable[Quantity], schedule: PriceSchedule, terms: C
     lines += _usage_lines(_unit_tokens(late_usage, schedule=schedule, terms=terms, graduated=False, late=True),
                           kind="late_usage")
     usage_total = sum((line.amount for line in lines), Decimal(0))
-    if terms.discount_percent:
+    if terms.discount_percent and usage_total:
         discount = -round_cents(usage_total * terms.discount_percent / 100)
         lines.append(Line(kind="discount", description=f"Discount {terms.discount_percent.normalize():f}%",
                           amount=discount))
