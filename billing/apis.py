@@ -14,25 +14,14 @@ from rest_framework.views import APIView
 from billing import selectors
 from billing.models import Contract, CreditEntry, PriceBook, TokenClass
 from billing.rating import RatedInvoice
+from billing.rating.money import money_text as money
+from billing.rating.money import unit_price_text
 from billing.services.contracts import contract_put
 from billing.services.credits import credit_grant
 from billing.services.price_books import price_book_create
 from config.api import NextPagination, customer_scope_of
 from metering.models import Customer, ModelTierChange, ServiceTier
 from metering.services import utc_now
-
-
-def money(amount: Decimal | None) -> str | None:
-    return None if amount is None else f"{amount:.2f}"
-
-
-def unit_price_text(price: Decimal | None) -> str | None:
-    """Up to six decimals, at least two: 2.50, 0.075, 1.234567."""
-    if price is None:
-        return None
-    text = f"{price.quantize(Decimal('0.000001')):f}".rstrip("0")
-    whole, _, fraction = text.partition(".")
-    return f"{whole}.{fraction.ljust(2, '0')}"
 
 
 def actor_of(request) -> str:

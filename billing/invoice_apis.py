@@ -11,7 +11,9 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.apis import actor_of, money, unit_price_text
+from billing.apis import actor_of
+from billing.rating.money import money_text as money
+from billing.rating.money import unit_price_text
 from billing.models import BillingRun, CreditNote, Invoice
 from billing.services.billing_runs import billing_run_create
 from billing.services.invoices import credit_note_issue

@@ -13,7 +13,7 @@ MANAGER_EXTRA = {
     "billing": ["publish_pricebook", "add_pricebook", "change_pricebook", "delete_pricebook", "add_price", "change_price",
                 "delete_price", "add_contract", "change_contract", "add_contractprice", "change_contractprice",
                 "delete_contractprice", "add_contractvolumeband", "change_contractvolumeband",
-                "delete_contractvolumeband", "add_creditentry"],
+                "delete_contractvolumeband", "add_creditentry", "add_billingrun", "change_invoice", "add_creditnote"],
 }
 
 

@@ -50,7 +50,8 @@ def pricing_set_up(*, start: datetime, end: datetime, as_of: datetime) -> dateti
 
 
 def invoices_print(*, customers: list[str], start: datetime, end: datetime, as_of: datetime) -> None:
-    from billing.apis import money, unit_price_text
+    from billing.rating.money import money_text as money
+    from billing.rating.money import unit_price_text
     from billing.selectors import upcoming_invoice
 
     change_at = pricing_set_up(start=start, end=end, as_of=as_of)

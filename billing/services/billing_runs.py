@@ -8,6 +8,7 @@ from django.db.models import F
 
 from billing.models import BillingRun, BillingRunChunk, Invoice
 from billing.selectors import month_bounds
+from billing.services.audit import audit_record
 from billing.services.invoices import invoice_drafts_refresh, invoice_finalize, period_start_of
 
 RUN_CUSTOMERS_SQL = """
@@ -41,6 +42,8 @@ def billing_run_create(*, period: date, finalize: bool, actor: str, as_of: datet
 
     run = BillingRun.objects.create(period=period.replace(day=1), finalize=finalize, requested_by=actor,
                                     created_at=as_of)
+    audit_record(actor=actor, action="billing_run.create", obj=run, before=None, at=as_of,
+                 after={"period": f"{run.period:%Y-%m}", "finalize": finalize})
     transaction.on_commit(lambda: billing_run_start_task.delay(run_id=run.pk))
     return run
 

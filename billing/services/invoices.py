@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from billing.models import BilledUsage, CreditEntry, CreditNote, DocumentCounter, Invoice, InvoiceLine
-from billing.rating import RatedInvoice
+from billing.rating import PriceMissing, RatedInvoice
 from billing.selectors import PeriodUsage, month_bounds, period_rate, period_usage
 from billing.services.audit import audit_record
 from billing.services.webhooks import webhook_event_publish
@@ -29,6 +29,26 @@ class CreditNoteTooLarge(DomainError):
     code = "credit_note_exceeds_invoice"
     status = 422
     title = "Credit notes would exceed the invoice total"
+
+
+class CreditNoteInvalid(DomainError):
+    code = "credit_note_invalid"
+    status = 422
+    title = "A credit note needs a positive amount and a reason"
+
+
+class InvoiceUnpriced(DomainError):
+    code = "invoice_unpriced"
+    status = 422
+    title = "Usage without a price"
+
+
+def _rate(**kwargs):
+    """period_rate, with missing prices as a business-rule error rather than a crash."""
+    try:
+        return period_rate(**kwargs)
+    except PriceMissing as exc:
+        raise InvoiceUnpriced(f"{exc} Publish a price book that covers it.") from exc
 
 
 def period_start_of(period: date) -> datetime:
@@ -85,7 +105,7 @@ def invoice_drafts_refresh(*, customer_ids: list[str], period: date, as_of: date
     at once: the same drafts come out."""
     start, end = month_bounds(period_start_of(period))
     customers = list(Customer.objects.select_for_update().filter(customer_id__in=customer_ids).order_by("pk"))
-    rated_by_customer = period_rate(customer_ids=[c.customer_id for c in customers], start=start, end=end)
+    rated_by_customer = _rate(customer_ids=[c.customer_id for c in customers], start=start, end=end)
     drafts = []
     for customer in customers:
         rated = rated_by_customer.get(customer.customer_id)
@@ -122,7 +142,7 @@ def invoice_finalize(*, invoice_id: int, actor: str, as_of: datetime) -> Invoice
     start, end = month_bounds(period_start_of(invoice.period))
     # Rate exactly the usage recorded as billed, so later events show up as late usage.
     usage = period_usage(customer_ids=[customer.customer_id], start=start, end=end)
-    rated = period_rate(customer_ids=[customer.customer_id], start=start, end=end, usage=usage)[customer.customer_id]
+    rated = _rate(customer_ids=[customer.customer_id], start=start, end=end, usage=usage)[customer.customer_id]
     _lines_write(invoice, rated)
     _billed_usage_write(invoice, usage)
     if rated.credits_applied:
@@ -161,12 +181,21 @@ def invoice_mark_paid(*, invoice_id: int, actor: str, as_of: datetime) -> Invoic
 
 @transaction.atomic
 def invoice_void(*, invoice_id: int, actor: str, as_of: datetime) -> Invoice:
-    return _transition(invoice_id=invoice_id, to=Invoice.Status.VOID, actor=actor, as_of=as_of, stamp="voided_at",
-                       event="invoice.voided")
+    """Cancel an issued invoice; prepaid credit it drew is given back to the customer."""
+    invoice = _transition(invoice_id=invoice_id, to=Invoice.Status.VOID, actor=actor, as_of=as_of,
+                          stamp="voided_at", event="invoice.voided")
+    drawn = CreditEntry.objects.filter(invoice=invoice).first()
+    if drawn is not None:
+        CreditEntry.objects.create(customer=invoice.customer, amount=-drawn.amount, created_by=actor,
+                                   reason=f"returned: invoice {invoice.number} voided", created_at=as_of)
+    return invoice
 
 
 @transaction.atomic
 def credit_note_issue(*, invoice_id: int, amount: Decimal, reason: str, actor: str, as_of: datetime) -> CreditNote:
+    if amount <= 0 or not reason.strip():
+        raise CreditNoteInvalid("A credit note needs an amount above zero and a reason.",
+                                errors={"amount" if amount <= 0 else "reason": ["Required."]})
     invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
     if invoice.status not in (Invoice.Status.FINALIZED, Invoice.Status.PAID):
         raise InvoiceStateConflict(f"Invoice {invoice} is {invoice.status}; credit notes need a finalized or paid one.")

@@ -1,4 +1,4 @@
-"""Admin for finance staff: price book versions, contracts and the credit ledger.
+"""Price book versions, contracts and the credit ledger.
 
 - A published price book is read-only here, as in Postgres (the triggers are the real
   guard); a new version is a draft copied from one, edited, then published by an action
@@ -22,15 +22,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from billing.admin.common import actor_of
 from billing.models import Contract, ContractPrice, ContractVolumeBand, CreditEntry, Price, PriceBook
 from billing.services.contracts import contract_put
 from billing.services.credits import credit_grant
 from billing.services.price_books import price_book_changes, price_book_draft_from, price_book_publish
 from config.api import DomainError
-
-
-def actor_of(request) -> str:
-    return f"user:{request.user.username}"
 
 
 def on_the_hour(value: datetime | None) -> datetime | None:

@@ -1,0 +1,13 @@
+"""Admin for finance staff, one module per area; importing them registers every model.
+
+- pricing: price book versions, contracts and the credit ledger.
+- invoices: invoices with their lines and credit notes, the lifecycle actions
+  (finalize, mark paid, void, credit note) calling the services, PDF and CSV.
+- operations: billing runs started through `billing_run_create`, the audit log,
+  webhook endpoints and their delivery log.
+
+Who may do what follows the finance groups (billing/permissions.py): viewers see
+everything here and change nothing; managers act through the services.
+"""
+
+from billing.admin import invoices, operations, pricing  # noqa: F401  (registration)
