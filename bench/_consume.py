@@ -34,6 +34,7 @@ class Clock:
 
 
 def poll_timed(consumer, clock: Clock) -> None:
+    """The first poll that returns records starts the clock: the group join is behind it."""
     poll = consumer.poll
 
     def timed(*args, **kwargs):

@@ -1,5 +1,5 @@
 """What both benchmarks share: a broker, the bench database with its catalog, fresh
-topics, synthetic traffic and peak-RSS reading.
+topics, synthetic traffic, peak RSS and the conditions printed with the figures.
 
 Django is imported inside functions: the environment (DATABASE_URL, Kafka) must be
 in place before `django.setup()` reads settings.
@@ -8,6 +8,7 @@ in place before `django.setup()` reads settings.
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ DATABASE_URL_DEFAULT = "postgres://postgres@127.0.0.1:5432/tokenledger_bench"
 SESSION_TIMEOUT_MS = 2_000  # a group join on Tansu takes about half of this
 PARTITIONS = 6
 CUSTOMERS = [f"bench-{rank:02d}" for rank in range(20)]
-MODELS = {"gpt-5.4": "frontier", "gpt-5.4-mini": "mini", "gpt-5.4-nano": "nano"}
+MODELS = {"gpt-5.4": "frontier", "gpt-5.4-mini": "mini", "gpt-5.4-nano": "nano"}  # name → model tier
 LEDGER_TABLES = (
     "metering_usage_event", "metering_usage_event_key", "metering_usage_duplicate",
     "metering_dead_letter", "metering_hourly_rollup",
@@ -73,13 +74,15 @@ def django_start(*, database_url: str, bootstrap: str) -> None:
 
 def catalog_seed() -> None:
     from metering.models import CatalogModel, Customer
+    from metering.services import catalog_model_create
 
     Customer.objects.bulk_create(
         [Customer(customer_id=c, name=f"Bench customer {c}") for c in CUSTOMERS], ignore_conflicts=True
     )
-    CatalogModel.objects.bulk_create(
-        [CatalogModel(name=name, tier=tier) for name, tier in MODELS.items()], ignore_conflicts=True
-    )
+    known = set(CatalogModel.objects.values_list("name", flat=True))
+    for name, tier in MODELS.items():
+        if name not in known:
+            catalog_model_create(name=name, tier=tier)
 
 
 def ledger_truncate() -> None:
@@ -130,8 +133,10 @@ def conditions() -> dict:
 
     crc32c = "pure Python" if util._crc32c is util.crc32c_py else "C (crc32c package)"
     external = bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True,
+                            check=False)
     return {
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"), "cpus": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"), "commit": commit.stdout.strip(), "cpus": os.cpu_count(),
         "load_avg_1m_at_start": round(os.getloadavg()[0], 2), "kafka_python_crc32c": crc32c,
         "broker": "KAFKA_BOOTSTRAP_SERVERS" if external else "Tansu, in memory, loopback",
     }

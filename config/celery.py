@@ -17,6 +17,8 @@ app.autodiscover_tasks()
 BEAT_DEFAULTS = {
     "billing-cycle": {"task": "billing.tasks.billing_cycle_task", "schedule": crontab(minute=15, hour=0),
                       "description": "Daily: refresh drafts; finalize last period once its grace period is over."},
+    "allocate-costs": {"task": "infra_inventory.tasks.costs_allocate_task", "schedule": crontab(minute=10),
+                       "description": "Hourly: allocate the closed hour, and again hours changed by late data."},
     "ledger-partitions-ahead": {"task": "metering.tasks.ledger_partitions_ensure_task",
                                 "schedule": crontab(minute=7, hour=3),
                                 "description": "Daily: keep ledger partitions three months ahead."},

@@ -95,7 +95,11 @@ def _payload_sql(alias: str, *, timestamp: str = "occurred_at") -> str:
 REPEATS_SQL = f"""
 WITH repeats AS (
     SELECT s.*, k.digest = s.digest AS exact, k.ledger_id, k.occurred_at AS original_at
-    FROM usage_stage s JOIN metering_usage_event_key k USING (customer_id, event_id)
+    FROM usage_stage s
+    CROSS JOIN LATERAL (  -- an index probe per staged row, not a scan of every key
+        SELECT * FROM metering_usage_event_key k0
+        WHERE k0.customer_id = s.customer_id AND k0.event_id = s.event_id
+    ) k
     WHERE (k.source_topic, k.source_partition, k.source_offset, k.source_index)
           IS DISTINCT FROM (s.topic, s."partition", s."offset", s.idx)
 ), duplicates AS (

@@ -67,10 +67,11 @@ class CatalogCache:
         self.loaded_at = time.monotonic()
 
     def reload_if_stale(self) -> bool:
+        """Reload if the last load is older than refresh_min_s; True only if it changed."""
         if time.monotonic() - self.loaded_at < self.refresh_min_s:
             return False
-        self.catalog, self.loaded_at = catalog_current(), time.monotonic()
-        return True
+        previous, self.catalog, self.loaded_at = self.catalog, catalog_current(), time.monotonic()
+        return self.catalog != previous
 
 
 def kafka_consumer(config: ConsumerConfig) -> KafkaConsumer:

@@ -1,0 +1,177 @@
+"""Allocation of cluster-hour costs to usage, as a projection rebuilt hour by hour.
+
+`costs_allocate` replaces the allocation of whole hours: it reads the inventory, power
+readings and hourly rollups, asks the pure core for each cluster-hour's cost and shares,
+and writes them in one transaction, so running it again changes nothing.
+"""
+
+from bisect import bisect_right
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import connection, transaction
+
+from infra_inventory.allocation import (
+    Deployment as Placement, TokenWeights, UsageTokens, allocate, cluster_hour_cost, place,
+)
+from infra_inventory.models import (
+    AllocatedHour, Cluster, ClusterHourCost, CostAllocation, Deployment, PowerContract, PowerReading, UnplacedUsage,
+)
+
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class AllocationSummary:
+    hours: int
+    cluster_hours: int
+    allocations: int
+    unplaced_tokens: int
+
+
+class Fleet:
+    """The inventory as the allocation of one range of hours needs it."""
+
+    def __init__(self, start: datetime, end: datetime):
+        self.clusters = {c.name: c for c in Cluster.objects.select_related("sku", "datacenter")}
+        contracts = defaultdict(list)
+        for contract in PowerContract.objects.order_by("effective_from"):
+            contracts[contract.datacenter_id].append(contract)
+        self.contracts = {dc: ([c.effective_from for c in items], items) for dc, items in contracts.items()}
+        self.readings = {(r.cluster_id, r.hour): r.it_kwh
+                         for r in PowerReading.objects.filter(hour__gte=start, hour__lt=end)}
+        deployments = defaultdict(list)
+        for d in Deployment.objects.select_related("cluster"):
+            deployments[(d.model, d.region)].append(Placement(d.cluster.name, d.share))
+        self.deployments = dict(deployments)
+
+    def price_per_kwh(self, cluster: Cluster, hour: datetime) -> Decimal:
+        """The datacenter's contract in force; no contract means power is not priced (0)."""
+        starts, contracts = self.contracts.get(cluster.datacenter_id, ([], []))
+        index = bisect_right(starts, hour) - 1
+        return contracts[index].price_per_kwh if index >= 0 else Decimal(0)
+
+    def cost(self, cluster: Cluster, hour: datetime):
+        return cluster_hour_cost(
+            accelerators=cluster.accelerator_count, unit_cost=cluster.sku.unit_cost,
+            amortization_months=cluster.sku.amortization_months, board_watts=cluster.sku.board_watts,
+            measured_it_kwh=self.readings.get((cluster.pk, hour)), pue=cluster.datacenter.pue,
+            price_per_kwh=self.price_per_kwh(cluster, hour),
+        )
+
+
+def _usage_by_cluster_hour(fleet: Fleet, start: datetime, end: datetime):
+    """Rollups of [start, end) as UsageTokens per (cluster, hour); usage without a known
+    in-service cluster is placed by the deployment map, else returned as unplaced."""
+    sql = """
+        SELECT cluster, region, hour, customer_id, model, service_tier, sum(events)::bigint,
+               sum(input_tokens - cached_input_tokens)::bigint, sum(cached_input_tokens)::bigint,
+               sum(output_tokens)::bigint
+        FROM metering_hourly_rollup WHERE hour >= %s AND hour < %s
+        GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 3, 4, 5, 6, 1, 2
+    """
+    served: dict[tuple[str, datetime], list[UsageTokens]] = defaultdict(list)
+    unplaced, events = [], defaultdict(int)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [start, end])
+        for cluster, region, hour, customer_id, model, service_tier, n, i, c, o in cursor.fetchall():
+            events[hour] += n
+            usage = UsageTokens((customer_id, model, service_tier), i, c, o)
+            known = fleet.clusters.get(cluster)
+            if known is not None and known.in_service(hour):
+                served[(cluster, hour)].append(usage)
+            elif not cluster and (model, region) in fleet.deployments:
+                for placed_on, part in place(usage, fleet.deployments[(model, region)]):
+                    served[(placed_on, hour)].append(part)
+            else:
+                unplaced.append(UnplacedUsage(hour=hour, customer_id=customer_id, model=model, region=region,
+                                              tokens=i + c + o))
+    return served, unplaced, events
+
+
+def _merge(usage: list[UsageTokens]) -> list[UsageTokens]:
+    """One entry per key (placement can give a key several parts on one cluster-hour)."""
+    sums: dict[tuple, list[int]] = {}
+    for u in usage:
+        total = sums.setdefault(u.key, [0, 0, 0])
+        total[0] += u.input
+        total[1] += u.cached_input
+        total[2] += u.output
+    return [UsageTokens(key, *tokens) for key, tokens in sums.items()]
+
+
+@transaction.atomic
+def costs_allocate(*, start: datetime, end: datetime, as_of: datetime) -> AllocationSummary:
+    """(Re)allocate every hour in [start, end), both on the hour."""
+    fleet = Fleet(start, end)
+    served, unplaced, events = _usage_by_cluster_hour(fleet, start, end)
+    hour_costs, allocations, hours = [], [], []
+    hour = start
+    while hour < end:
+        hours.append(AllocatedHour(hour=hour, rollup_events=events.get(hour, 0), allocated_at=as_of))
+        for cluster in fleet.clusters.values():
+            if not cluster.in_service(hour):
+                continue
+            cost = fleet.cost(cluster, hour)
+            sku = cluster.sku
+            weights = TokenWeights(sku.weight_input, sku.weight_cached_input, sku.weight_output)
+            usage = _merge(served.get((cluster.name, hour), []))
+            shares = allocate(cost, usage, weights)
+            hour_costs.append(ClusterHourCost(
+                cluster=cluster, hour=hour, hardware_cost=cost.hardware, power_cost=cost.power, it_kwh=cost.it_kwh,
+                energy_kwh=cost.energy_kwh, power_estimated=cost.estimated,
+                weighted_tokens=sum((s.weighted_tokens for s in shares), Decimal(0))))
+            tokens = {u.key: u for u in usage}
+            allocations.extend(
+                CostAllocation(cluster=cluster, hour=hour, customer_id=s.key[0], model=s.key[1],
+                               service_tier=s.key[2], input_tokens=tokens[s.key].input,
+                               cached_input_tokens=tokens[s.key].cached_input, output_tokens=tokens[s.key].output,
+                               weighted_tokens=s.weighted_tokens, hardware_cost=s.hardware, power_cost=s.power,
+                               energy_kwh=s.energy_kwh)
+                for s in shares)
+        hour += HOUR
+    for model in (CostAllocation, ClusterHourCost, UnplacedUsage, AllocatedHour):
+        model.objects.filter(hour__gte=start, hour__lt=end).delete()
+    AllocatedHour.objects.bulk_create(hours)
+    ClusterHourCost.objects.bulk_create(hour_costs, batch_size=5000)
+    CostAllocation.objects.bulk_create(allocations, batch_size=5000)
+    UnplacedUsage.objects.bulk_create(unplaced, batch_size=5000)
+    return AllocationSummary(hours=len(hours), cluster_hours=len(hour_costs), allocations=len(allocations),
+                             unplaced_tokens=sum(u.tokens for u in unplaced))
+
+
+STALE_HOURS_SQL = """
+WITH usage AS (
+    SELECT hour, sum(events) AS events FROM metering_hourly_rollup
+    WHERE hour >= %(start)s AND hour < %(end)s GROUP BY hour
+), readings AS (
+    SELECT DISTINCT r.hour FROM infra_inventory_powerreading r
+    JOIN infra_inventory_allocatedhour a ON a.hour = r.hour AND r.received_at > a.allocated_at
+    WHERE r.hour >= %(start)s AND r.hour < %(end)s
+), hours AS (
+    SELECT generate_series(%(start)s::timestamptz, %(end)s::timestamptz - interval '1 hour', interval '1 hour') AS hour
+)
+SELECT h.hour FROM hours h
+LEFT JOIN infra_inventory_allocatedhour a ON a.hour = h.hour
+LEFT JOIN usage u ON u.hour = h.hour
+WHERE a.hour IS NULL OR a.rollup_events <> coalesce(u.events, 0) OR h.hour IN (SELECT hour FROM readings)
+ORDER BY 1
+"""
+
+
+def hours_stale(*, start: datetime, end: datetime) -> list[datetime]:
+    """Hours never allocated, or whose usage grew (late events), or with a reading received
+    after they were allocated."""
+    with connection.cursor() as cursor:
+        cursor.execute(STALE_HOURS_SQL, {"start": start, "end": end})
+        return [row[0] for row in cursor.fetchall()]
+
+
+def costs_allocate_stale(*, start: datetime, end: datetime, as_of: datetime) -> list[datetime]:
+    """Allocate exactly the stale hours of [start, end); returns them."""
+    stale = hours_stale(start=start, end=end)
+    for hour in stale:
+        costs_allocate(start=hour, end=hour + HOUR, as_of=as_of)
+    return stale
