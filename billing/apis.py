@@ -25,8 +25,7 @@ from metering.services import utc_now
 
 
 def actor_of(request) -> str:
-    key = request.auth
-    return f"api-key:{key.prefix} {key.name}".strip()
+    return request.auth.actor
 
 
 def customer_visible(request, customer_id: str) -> Customer:

@@ -3,6 +3,7 @@ problem+json errors (RFC 9457, API.md Conventions)."""
 
 import hashlib
 import logging
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -74,6 +75,36 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+@dataclass(frozen=True)
+class StaffKey:
+    """A signed-in staff user reading the API from an admin page (e.g. the dashboard):
+    admin scope, safe methods only, throttled per user."""
+
+    username: str
+    scope: str = "admin"
+    customer = None
+    name = ""
+
+    @property
+    def key_hash(self) -> str:
+        return f"staff-session-{self.username}"
+
+    @property
+    def actor(self) -> str:
+        return f"user:{self.username}"
+
+
+class StaffSessionAuthentication(BaseAuthentication):
+    """Admin pages call the API with the staff session they already have; reads only."""
+
+    def authenticate(self, request):
+        user = getattr(request._request, "user", None)
+        if request.method not in permissions.SAFE_METHODS or user is None or not user.is_active \
+                or not user.is_staff:
+            return None
+        return (None, StaffKey(user.get_username()))
 
 
 class HasScope(permissions.BasePermission):

@@ -141,7 +141,7 @@ USAGE_INGEST_RATE = env("USAGE_INGEST_RATE", "6000/min")
 API_READ_RATE = env("API_READ_RATE", "1200/min")
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["config.api.ApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["config.api.ApiKeyAuthentication", "config.api.StaffSessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["config.api.HasScope"],
     "DEFAULT_PAGINATION_CLASS": "config.api.NextPagination",
     "PAGE_SIZE": 100,

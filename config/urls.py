@@ -9,4 +9,5 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("api/v1/", include("metering.urls")),
     path("api/v1/", include("billing.urls")),
+    path("api/v1/", include("infra_inventory.urls")),
 ]

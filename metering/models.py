@@ -91,6 +91,11 @@ class ApiKey(models.Model):
     def __str__(self):
         return f"{self.prefix}… ({self.scope}{': ' + self.name if self.name else ''})"
 
+    @property
+    def actor(self) -> str:
+        """How audit records and documents name what this key did."""
+        return f"api-key:{self.prefix} {self.name}".strip()
+
 
 class SourceCoordinates(models.Model):
     """Where an element came from: Kafka topic, partition, offset and array index
