@@ -19,6 +19,10 @@ BEAT_DEFAULTS = {
                       "description": "Daily: refresh drafts; finalize last period once its grace period is over."},
     "allocate-costs": {"task": "infra_inventory.tasks.costs_allocate_task", "schedule": crontab(minute=10),
                        "description": "Hourly: allocate the closed hour, and again hours changed by late data."},
+    "margin-guardrails": {"task": "infra_inventory.tasks.margin_alerts_record_task",
+                          "schedule": crontab(minute=40, hour=0),
+                          "description": "Daily: record and announce (margin.negative) each customer and model "
+                                         "tier whose revenue fell below its allocated cost on a closed day."},
     "ledger-partitions-ahead": {"task": "metering.tasks.ledger_partitions_ensure_task",
                                 "schedule": crontab(minute=7, hour=3),
                                 "description": "Daily: keep ledger partitions three months ahead."},

@@ -1,36 +1,15 @@
 """Admin for finance staff: the ledger and its projections read-only; customers,
 models and API keys editable by admins."""
 
-import json
-
 from django.contrib import admin, messages
 from django.utils import timezone
-from django.utils.html import format_html
 
+from config.admin_base import ReadOnlyAdmin, pretty_json
 from metering.models import (
     ApiKey, CatalogModel, Customer, ModelTierChange, DeadLetter, HourlyRollup, UsageConflict, UsageDuplicate, UsageEvent,
 )
 from metering.selectors import model_tier_at
 from metering.services import api_key_create
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Ledger tables are facts: viewable, never added, changed or deleted here."""
-
-    show_full_result_count = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-def pretty_json(value) -> str:
-    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True)) if value is not None else "—"
 
 
 @admin.register(Customer)

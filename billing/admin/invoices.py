@@ -33,7 +33,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import content_disposition_header
 
-from billing.admin.common import ReadOnlyAdmin, actor_of
+from billing.admin.common import ReadOnlyAdmin, ReadOnlyPermissions, actor_of
 from billing.models import CreditNote, Invoice, InvoiceLine
 from billing.rating import PriceMissing
 from billing.services.invoices import credit_note_issue, invoice_finalize, invoice_mark_paid, invoice_void
@@ -126,7 +126,7 @@ class PeriodFilter(admin.SimpleListFilter):
             raise IncorrectLookupParameters(exc) from exc
 
 
-class InvoiceLineInline(admin.TabularInline):
+class InvoiceLineInline(ReadOnlyPermissions, admin.TabularInline):
     model = InvoiceLine
     fields = ["position", "kind", "description", "model", "service_tier", "token_class", "tokens", "unit_price",
               "amount", "usage_period"]
@@ -134,15 +134,6 @@ class InvoiceLineInline(admin.TabularInline):
     ordering = ["position"]
     extra = 0
     can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 def credit_note_pdf_link(note: CreditNote) -> str:

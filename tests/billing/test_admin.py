@@ -4,13 +4,11 @@ edited and published through the services, and the append-only credit ledger."""
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import Contract, CreditEntry, PriceBook
-from billing.permissions import FINANCE_MANAGER, FINANCE_VIEWER
 from billing.services.contracts import contract_put
 from billing.services.price_books import price_book_create
 from metering.models import Customer, HourlyRollup
@@ -35,31 +33,6 @@ def offered_actions(response) -> set[str]:
 
 def messages_of(response) -> list[tuple[str, str]]:
     return [(m.level_tag, str(m)) for m in response.context["messages"]]
-
-
-@pytest.fixture
-def staff_client(db):
-    """staff_client(group) → a logged-in client of a staff user in that finance group
-    (the groups are synced by billing on post_migrate)."""
-
-    def make(group: str) -> Client:
-        user = User.objects.create_user(group.split("-")[1], password="pw", is_staff=True)
-        user.groups.add(Group.objects.get(name=group))
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return make
-
-
-@pytest.fixture
-def manager(staff_client):
-    return staff_client(FINANCE_MANAGER)
-
-
-@pytest.fixture
-def viewer(staff_client):
-    return staff_client(FINANCE_VIEWER)
 
 
 @pytest.fixture

@@ -10,13 +10,11 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import AuditEntry, BillingRun, CreditNote, Invoice, WebhookDelivery, WebhookEndpoint
-from billing.permissions import FINANCE_MANAGER, FINANCE_VIEWER
 from billing.services.contracts import contract_put
 from billing.services.invoices import invoice_drafts_refresh, invoice_finalize
 from metering.models import Customer, HourlyRollup
@@ -56,36 +54,6 @@ def draft_for(customer_id: str, *, minimum: str = "100.00") -> Invoice:
 def finalized_for(customer_id: str, *, minimum: str = "100.00") -> Invoice:
     draft = draft_for(customer_id, minimum=minimum)
     return invoice_finalize(invoice_id=draft.pk, actor="user:setup", as_of=utc(2026, 11, 2, 9))
-
-
-@pytest.fixture
-def staff_client(db):
-    def make(group: str | None, *, superuser: bool = False) -> Client:
-        if superuser:
-            user = User.objects.create_superuser("root", password="pw")
-        else:
-            user = User.objects.create_user(group.split("-")[1], password="pw", is_staff=True)
-            user.groups.add(Group.objects.get(name=group))
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return make
-
-
-@pytest.fixture
-def manager(staff_client):
-    return staff_client(FINANCE_MANAGER)
-
-
-@pytest.fixture
-def viewer(staff_client):
-    return staff_client(FINANCE_VIEWER)
-
-
-@pytest.fixture
-def root(staff_client):
-    return staff_client(None, superuser=True)
 
 
 @pytest.fixture
