@@ -14,6 +14,10 @@ MANAGER_EXTRA = {
                 "delete_price", "add_contract", "change_contract", "add_contractprice", "change_contractprice",
                 "delete_contractprice", "add_contractvolumeband", "change_contractvolumeband",
                 "delete_contractvolumeband", "add_creditentry", "add_billingrun", "change_invoice", "add_creditnote"],
+    # The fleet inventory and measured power; the allocation tables are derived, never edited.
+    "infra_inventory": ["add_hardwaresku", "change_hardwaresku", "add_datacenter", "change_datacenter",
+                        "add_powercontract", "change_powercontract", "add_cluster", "change_cluster",
+                        "add_deployment", "change_deployment", "add_powerreading", "change_powerreading"],
 }
 
 

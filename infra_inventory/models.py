@@ -179,3 +179,29 @@ class UnplacedUsage(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["hour"])]
+
+
+class MarginAlert(models.Model):
+    """A UTC day on which one customer's usage of one model tier earned less than the cost
+    allocated to it (infra_inventory.margins). Recorded once per (day, customer, tier) —
+    unique, so two checks racing cannot both record it — and announced once, by the
+    `margin.negative` webhook written in the same transaction. The figures are those
+    announced; a later re-check never changes them."""
+
+    day = models.DateField()
+    customer_id = models.CharField(max_length=64)
+    model_tier = models.CharField(max_length=32)
+    tokens = models.BigIntegerField()
+    revenue = models.DecimalField(max_digits=14, decimal_places=2, help_text="USD, rated before discounts.")
+    cost = models.DecimalField(max_digits=18, decimal_places=6, help_text="USD, allocated hardware + power.")
+    announced_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["day", "customer_id", "model_tier"]
+        constraints = [
+            models.UniqueConstraint(fields=["day", "customer_id", "model_tier"], name="margin_alert_once"),
+            models.CheckConstraint(condition=Q(revenue__lt=F("cost")), name="margin_alert_below_cost"),
+        ]
+
+    def __str__(self):
+        return f"{self.day} {self.customer_id} {self.model_tier}"

@@ -47,6 +47,10 @@ class Fleet:
             deployments[(d.model, d.region)].append(Placement(d.cluster.name, d.share))
         self.deployments = dict(deployments)
 
+    def deployments_in_service(self, model: str, region: str, hour: datetime) -> list[Placement]:
+        """Where usage of a model in a region without a cluster runs at that hour."""
+        return [d for d in self.deployments.get((model, region), ()) if self.clusters[d.cluster].in_service(hour)]
+
     def price_per_kwh(self, cluster: Cluster, hour: datetime) -> Decimal:
         """The datacenter's contract in force; no contract means power is not priced (0)."""
         starts, contracts = self.contracts.get(cluster.datacenter_id, ([], []))
@@ -80,10 +84,11 @@ def _usage_by_cluster_hour(fleet: Fleet, start: datetime, end: datetime):
             events[hour] += n
             usage = UsageTokens((customer_id, model, service_tier), i, c, o)
             known = fleet.clusters.get(cluster)
+            deployments = [] if cluster else fleet.deployments_in_service(model, region, hour)
             if known is not None and known.in_service(hour):
                 served[(cluster, hour)].append(usage)
-            elif not cluster and (model, region) in fleet.deployments:
-                for placed_on, part in place(usage, fleet.deployments[(model, region)]):
+            elif deployments:
+                for placed_on, part in place(usage, deployments):
                     served[(placed_on, hour)].append(part)
             else:
                 unplaced.append(UnplacedUsage(hour=hour, customer_id=customer_id, model=model, region=region,

@@ -9,7 +9,9 @@ Kafka producer, runs the real ledger consumer until the topic is drained, and pr
 what the ledger holds next to what was produced. Then it publishes prices (with a
 mid-month change), signs two contracts and prints invoice previews; runs the billing
 run for that month on a real Celery worker, finalizes, issues a credit note, writes the
-PDFs to var/demo-invoices/ and prints the invoice table.
+PDFs to var/demo-invoices/ and prints the invoice table. Last, it seeds a mixed demo
+fleet, allocates hardware and power cost to every hour of the month and prints the unit
+economics by model tier and datacenter, with one cluster-hour worked by hand.
 """
 
 import argparse
@@ -91,6 +93,7 @@ def run(events: int, bootstrap: str) -> None:
     from metering.services import catalog_model_create
     from scripts import local_kafka
     from scripts.demo_billing import invoices_issue
+    from scripts.demo_costs import fleet_seed, unit_economics_print
     from scripts.demo_pricing import invoices_print
     from scripts.traffic import Traffic, messages_produce
 
@@ -124,6 +127,9 @@ def run(events: int, bootstrap: str) -> None:
     invoices_print(customers=[c for c, _ in CUSTOMERS], start=start, end=end, as_of=datetime.now(UTC))
     step(f"invoicing {start:%Y-%m}: billing run on Celery, finalized, a credit note, PDFs")
     invoices_issue(period_start=start, as_of=datetime.now(UTC))
+    step(f"cost allocation and unit economics {start:%Y-%m} (demo fleet; figures labelled as demo)")
+    fleet_seed(start=start, end=end)
+    unit_economics_print(start=start, end=end)
 
 
 def consume_with_progress(bootstrap: str, *, expected: int) -> float:

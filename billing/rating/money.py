@@ -18,13 +18,13 @@ def line_amount(*, tokens: int, unit_price_per_million: Decimal) -> Decimal:
 
 def money_text(amount: Decimal | None) -> str | None:
     """An amount as the API writes it: two decimals."""
-    return None if amount is None else f"{amount:.2f}"
+    return None if amount is None else f"{round_cents(amount):.2f}"
 
 
 def unit_price_text(price: Decimal | None) -> str | None:
     """A unit price as the API writes it: up to six decimals, at least two (2.50, 0.075)."""
     if price is None:
         return None
-    text = f"{price.quantize(Decimal('0.000001')):f}".rstrip("0")
+    text = f"{price.quantize(Decimal('0.000001'), rounding=ROUND_HALF_UP):f}".rstrip("0")
     whole, _, fraction = text.partition(".")
     return f"{whole}.{fraction.ljust(2, '0')}"

@@ -1,0 +1,217 @@
+"""REST endpoints of unit economics (API.md: Infrastructure and costs): unit economics,
+margin alerts, and the FOCUS cost export. Thin: validate, call one selector, serialize.
+Every figure is rounded as infra_inventory.selectors says, and nowhere else."""
+
+import csv
+from datetime import UTC, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from django.utils.text import slugify
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.views import APIView
+
+from billing.apis import on_the_hour
+from billing.rating.money import money_text as money
+from billing.rating.money import unit_price_text
+from config.api import NextPagination
+from infra_inventory import selectors
+from infra_inventory.margins import alert_payload
+from infra_inventory.selectors import ClusterDayCost, Figures, month_bounds
+
+RANGE_DAYS_MAX = 400
+CURRENCY = "USD"
+
+
+def kwh_text(value: Decimal | None) -> str | None:
+    """Energy as shown: kWh to 3 places (Wh), ROUND_HALF_UP."""
+    return None if value is None else f"{value.quantize(Decimal('0.001'), rounding=ROUND_HALF_UP):f}"
+
+
+def instant_text(value) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class RangeSerializer(serializers.Serializer):
+    start = serializers.DateTimeField(help_text="Inclusive, on an hour boundary.", validators=[on_the_hour])
+    end = serializers.DateTimeField(help_text="Exclusive, on an hour boundary.", validators=[on_the_hour])
+
+    def validate(self, attrs):
+        if attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError({"end": ["Must be after start."]})
+        if attrs["end"] - attrs["start"] > timedelta(days=RANGE_DAYS_MAX):
+            raise serializers.ValidationError({"end": [f"At most {RANGE_DAYS_MAX} days after start."]})
+        return attrs
+
+
+class UnitEconomicsQuerySerializer(RangeSerializer):
+    group_by = serializers.CharField(required=False, default="", allow_blank=True,
+                                     help_text="Comma list of " + ", ".join(selectors.ECONOMICS_GROUP_KEYS))
+
+    def validate_group_by(self, value):
+        keys = [k.strip() for k in value.split(",") if k.strip()]
+        unknown = [k for k in keys if k not in selectors.ECONOMICS_GROUP_KEYS]
+        if unknown:
+            raise serializers.ValidationError(
+                f"Unknown key(s) {', '.join(unknown)}; use {', '.join(selectors.ECONOMICS_GROUP_KEYS)}.")
+        if len(set(keys)) != len(keys):
+            raise serializers.ValidationError("A key is named twice.")
+        return keys
+
+
+def figures_json(figures: Figures) -> dict:
+    return {
+        "tokens": figures.tokens, "input_tokens": figures.input_tokens,
+        "cached_input_tokens": figures.cached_input_tokens, "output_tokens": figures.output_tokens,
+        "revenue": money(figures.revenue), "hardware_cost": money(figures.hardware_cost_shown),
+        "power_cost": money(figures.power_cost_shown), "energy_kwh": kwh_text(figures.energy_kwh),
+        "gross_margin": money(figures.gross_margin_shown), "margin_percent": money(figures.margin_percent_shown),
+        "cost_per_million_tokens": unit_price_text(figures.cost_per_million_tokens),
+        "kwh_per_million_tokens": unit_price_text(figures.kwh_per_million_tokens),
+        "idle_cost": money(figures.idle_cost_shown), "total_cost": money(figures.total_cost_shown),
+        "idle_energy_kwh": kwh_text(figures.idle_energy_kwh),
+    }
+
+
+def key_json(value):
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+class UnitEconomicsApi(APIView):
+    scopes = ("admin",)
+
+    @extend_schema(
+        operation_id="unit_economics", parameters=[UnitEconomicsQuerySerializer], responses={200: OpenApiTypes.OBJECT},
+        description="Tokens, revenue (rated at the unit prices in force, before contract-level discounts), allocated "
+                    "hardware and power cost, energy, gross margin and per-1M-token rates over `[start, end)`, one "
+                    "row per group; `idle_cost` and `total_cost` on rows grouped only by cluster, datacenter, vendor "
+                    "and day. `totals` covers the whole range: allocated + idle = total, to the cent.")
+    def get(self, request):
+        query = UnitEconomicsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        result = selectors.unit_economics(start=params["start"], end=params["end"], group_by=params["group_by"])
+        paginator = NextPagination()
+        page = paginator.paginate_queryset(result.rows, request, view=self)
+        response = paginator.get_paginated_response([
+            {**{k: key_json(v) for k, v in row.keys.items()}, **figures_json(row.figures)} for row in page])
+        totals = result.totals
+        response.data.update({
+            "start": instant_text(result.start), "end": instant_text(result.end), "group_by": list(result.group_by),
+            "currency": CURRENCY, "idle_cost": money(totals.idle_cost_shown), "unplaced_tokens": result.unplaced_tokens,
+            "totals": {**figures_json(totals), "total_energy_kwh": kwh_text(totals.fleet_energy_kwh),
+                       "cluster_hours": totals.cluster_hours, "unplaced_tokens": result.unplaced_tokens,
+                       "hours_not_allocated": result.hours_not_allocated},
+        })
+        return response
+
+
+class MarginAlertQuerySerializer(serializers.Serializer):
+    start = serializers.DateTimeField(required=False, help_text="Alerts of days beginning at or after this instant.")
+    end = serializers.DateTimeField(required=False, help_text="Alerts of days beginning before this instant.")
+    customer_id = serializers.CharField(required=False, max_length=64)
+
+
+class MarginAlertListApi(APIView):
+    scopes = ("admin",)
+
+    @extend_schema(operation_id="margin_alerts_list", parameters=[MarginAlertQuerySerializer],
+                   responses={200: OpenApiTypes.OBJECT},
+                   description="Days on which a customer's usage of a model tier earned less than the hardware and "
+                               "power allocated to it; each was announced once as a `margin.negative` webhook.")
+    def get(self, request):
+        query = MarginAlertQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        alerts = selectors.margin_alerts(**query.validated_data)
+        paginator = NextPagination()
+        page = paginator.paginate_queryset(alerts, request, view=self)
+        return paginator.get_paginated_response([
+            {"id": alert.pk, **alert_payload(alert), "announced_at": instant_text(alert.announced_at)}
+            for alert in page])
+
+
+# --- FOCUS export ---------------------------------------------------------------------
+
+FOCUS_COLUMNS = (
+    "BillingAccountId", "BillingAccountName", "BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart",
+    "ChargePeriodEnd", "BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "BillingCurrency",
+    "ChargeCategory", "ChargeClass", "ChargeDescription", "ChargeFrequency", "PricingCategory", "ResourceId",
+    "ResourceName", "ResourceType", "RegionId", "ServiceCategory", "ServiceSubcategory", "ServiceName",
+    "ProviderName", "PublisherName", "InvoiceIssuerName", "ConsumedQuantity", "ConsumedUnit", "PricingQuantity",
+    "PricingUnit", "SkuId", "x_HardwareCost", "x_PowerCost", "x_EnergyKwh", "x_Revenue", "x_IdleCost",
+    "x_AllocatedCost", "x_Datacenter", "x_Vendor", "x_Accelerator", "x_AcceleratorCount", "x_ClusterHours",
+)
+
+
+def micro_text(value: Decimal) -> str:
+    """Exact: the CSV carries micro-dollars, so its sums are the unit-economics sums."""
+    return f"{value.quantize(Decimal('0.000001')):f}"
+
+
+def focus_record(cost: ClusterDayCost) -> dict:
+    """One FOCUS 1.x charge: what one cluster cost the provider over one day. The provider's
+    own cost has no list or negotiated price apart from itself, so Billed = Effective =
+    List = Contracted cost; it is priced in accelerator-hours and consumed as tokens."""
+    cluster, figures = cost.cluster, cost.figures
+    seller = settings.SELLER["name"]
+    billing_start, billing_end = month_bounds(cost.start)
+    total = figures.fleet_hardware_cost + figures.fleet_power_cost
+    return {
+        "BillingAccountId": slugify(seller), "BillingAccountName": f"{seller} inference fleet",
+        "BillingPeriodStart": instant_text(billing_start), "BillingPeriodEnd": instant_text(billing_end),
+        "ChargePeriodStart": instant_text(cost.start), "ChargePeriodEnd": instant_text(cost.end),
+        "BilledCost": micro_text(total), "EffectiveCost": micro_text(total), "ListCost": micro_text(total),
+        "ContractedCost": micro_text(total), "BillingCurrency": CURRENCY, "ChargeCategory": "Usage",
+        "ChargeClass": "",
+        "ChargeDescription": f"Hardware amortization and power of {cluster.name} "
+                             f"({cluster.accelerator_count} × {cluster.sku.accelerator})",
+        "ChargeFrequency": "Usage-Based", "PricingCategory": "Standard",
+        "ResourceId": cluster.name, "ResourceName": cluster.name, "ResourceType": "Accelerator Cluster",
+        "RegionId": cluster.datacenter.region, "ServiceCategory": "AI and Machine Learning",
+        "ServiceSubcategory": "Generative AI", "ServiceName": "Model Inference", "ProviderName": seller,
+        "PublisherName": seller, "InvoiceIssuerName": seller,
+        "ConsumedQuantity": figures.tokens, "ConsumedUnit": "Tokens",
+        "PricingQuantity": figures.cluster_hours * cluster.accelerator_count, "PricingUnit": "Accelerator-Hours",
+        "SkuId": cluster.sku.name,
+        "x_HardwareCost": micro_text(figures.fleet_hardware_cost), "x_PowerCost": micro_text(figures.fleet_power_cost),
+        "x_EnergyKwh": micro_text(figures.fleet_energy_kwh),
+        "x_Revenue": "" if figures.revenue is None else money(figures.revenue),
+        "x_IdleCost": micro_text(figures.idle_cost), "x_AllocatedCost": micro_text(figures.cost),
+        "x_Datacenter": cluster.datacenter.name, "x_Vendor": cluster.sku.vendor,
+        "x_Accelerator": cluster.sku.accelerator, "x_AcceleratorCount": cluster.accelerator_count,
+        "x_ClusterHours": figures.cluster_hours,
+    }
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def focus_csv_lines(costs):
+    writer = csv.DictWriter(_Echo(), fieldnames=FOCUS_COLUMNS, lineterminator="\r\n")
+    yield writer.writeheader()
+    for cost in costs:
+        yield writer.writerow(focus_record(cost))
+
+
+class FocusExportApi(APIView):
+    scopes = ("admin",)
+
+    @extend_schema(operation_id="focus_export", parameters=[RangeSerializer],
+                   responses={(200, "text/csv"): OpenApiTypes.STR},
+                   description="The provider's own inference cost over `[start, end)` as a FinOps FOCUS 1.x CSV, one "
+                               "charge per cluster and UTC day, streamed. Costs are exact (6 decimals); they sum to "
+                               "the unit-economics totals (allocated + idle) of the same range.")
+    def get(self, request):
+        query = RangeSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        start, end = query.validated_data["start"], query.validated_data["end"]
+        costs = selectors.cluster_day_costs(start=start, end=end)
+        response = StreamingHttpResponse(focus_csv_lines(costs), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = (
+            f'attachment; filename="focus-{start.astimezone(UTC):%Y%m%dT%H}-{end.astimezone(UTC):%Y%m%dT%H}.csv"')
+        return response

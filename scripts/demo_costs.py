@@ -1,0 +1,200 @@
+"""The demo's cost step: a mixed inference fleet (demo figures), its cost allocated to the
+month's usage, and the unit economics that come out (DESIGN.md §4).
+
+    fleet_seed(start=, end=)               # after the catalog exists; before allocation
+    unit_economics_print(start=, end=)     # after prices are published and usage is rolled up
+
+unit_economics_print allocates whatever hours of [start, end) are not allocated yet (or are
+stale), so calling costs_allocate(start=, end=, as_of=) in between is optional: when it was
+called, nothing is allocated again.
+
+All inventory figures are demo figures, of the right order for late 2026 but not quotes:
+list prices per accelerator, board power, PUE and power prices. The clusters are small
+slices (one accelerator, or one CS-3 system): the demo's ~0.4 B tokens a month would fill
+about 1% of one accelerator, so its margins are what a near-empty fleet earns, not what a
+busy one does.
+"""
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+
+# name, vendor, accelerator, unit cost USD, amortization months, board watts
+SKUS = (
+    ("h100-sxm", "NVIDIA", "H100 SXM5 80GB", "30000.00", 48, 700),
+    ("h200-sxm", "NVIDIA", "H200 SXM 141GB", "35000.00", 48, 700),
+    ("b200", "NVIDIA", "B200 192GB", "45000.00", 48, 1000),
+    ("mi300x", "AMD", "Instinct MI300X 192GB", "15000.00", 48, 750),
+    ("trn2", "AWS", "Trainium2", "12000.00", 36, 500),
+    ("cs-3", "Cerebras", "CS-3 system (WSE-3)", "2500000.00", 60, 23000),
+)
+DATACENTERS = (("iad-1", "us-east", "1.20"), ("ams-1", "eu-west", "1.35"))
+# datacenter, from (days after start; negative: before the month), USD per kWh
+POWER_CONTRACTS = (("iad-1", -365, "0.0800"), ("ams-1", -365, "0.1400"), ("ams-1", 14, "0.1600"))
+# name, datacenter, sku, accelerators, in service from (days after start), until (days after start)
+CLUSTERS = (
+    ("iad-h100-a", "iad-1", "h100-sxm", 1, -400, None),
+    ("iad-h200-a", "iad-1", "h200-sxm", 1, -200, None),
+    ("iad-b200-a", "iad-1", "b200", 1, -90, None),
+    ("ams-mi300x-a", "ams-1", "mi300x", 1, -300, None),
+    ("ams-trn2-a", "ams-1", "trn2", 1, 7, None),  # enters service on the 8th
+    ("iad-cs3-a", "iad-1", "cs-3", 1, None, None),  # commissioned 6 hours before the end, burn-in, no traffic
+)
+# model tier, region → (cluster, share): where usage without a cluster is placed.
+DEPLOYMENTS = {
+    ("frontier", "us-east"): (("iad-h100-a", "0.5"), ("iad-h200-a", "0.5")),
+    ("mini", "us-east"): (("iad-b200-a", "0.5"), ("iad-h200-a", "0.5")),
+    ("nano", "us-east"): (("iad-b200-a", "1"),),
+    ("frontier", "eu-west"): (("ams-mi300x-a", "1"),),
+    ("mini", "eu-west"): (("ams-mi300x-a", "1"),),
+    ("nano", "eu-west"): (("ams-mi300x-a", "1"),),
+}
+METERED_CLUSTER = "iad-h100-a"  # has hourly IT energy telemetry; the others are estimated
+
+
+def _it_kwh(*, accelerators: int, board_watts: int, hour: datetime) -> Decimal:
+    """Measured IT energy of the demo: 55% of board power at night, up to 90% at 13:00 UTC,
+    to 0.1 Wh."""
+    busy = Decimal(max(0, 7 - abs(hour.hour - 13))) / 7  # 0 before 06:00 and after 20:00, 1 at 13:00
+    load = Decimal("0.55") + Decimal("0.35") * busy
+    return (accelerators * board_watts * load / 1000).quantize(Decimal("0.0001"))
+
+
+def fleet_seed(*, start: datetime, end: datetime) -> dict:
+    """The demo fleet for the month [start, end): SKUs, datacenters, power contracts (ams-1's
+    price changes on the 15th), clusters, deployments of the catalog's models by tier, and
+    hourly power readings for one cluster (a few hours missing: estimated). Returns counts."""
+    from infra_inventory.models import (
+        Cluster, Datacenter, Deployment, HardwareSku, PowerContract, PowerReading,
+    )
+    from metering.models import CatalogModel
+    from metering.selectors import model_tier_at
+
+    skus = {name: HardwareSku.objects.create(name=name, vendor=vendor, accelerator=accelerator,
+                                             unit_cost=Decimal(cost), amortization_months=months, board_watts=watts)
+            for name, vendor, accelerator, cost, months, watts in SKUS}
+    datacenters = {name: Datacenter.objects.create(name=name, region=region, pue=Decimal(pue))
+                   for name, region, pue in DATACENTERS}
+    for datacenter, days, price in POWER_CONTRACTS:
+        PowerContract.objects.create(datacenter=datacenters[datacenter], effective_from=start + days * DAY,
+                                     price_per_kwh=Decimal(price))
+    clusters = {}
+    for name, datacenter, sku, count, since_days, until_days in CLUSTERS:
+        since = end - 6 * HOUR if since_days is None else start + since_days * DAY
+        clusters[name] = Cluster.objects.create(
+            name=name, datacenter=datacenters[datacenter], sku=skus[sku], accelerator_count=count,
+            in_service_from=since, in_service_to=None if until_days is None else start + until_days * DAY)
+    deployments = 0
+    for model in CatalogModel.objects.all():
+        tier = model_tier_at(model.name, start)
+        for region in ("us-east", "eu-west"):
+            for cluster, share in DEPLOYMENTS.get((tier, region), ()):
+                Deployment.objects.create(model=model.name, region=region, cluster=clusters[cluster],
+                                          share=Decimal(share))
+                deployments += 1
+    metered, readings, hour = clusters[METERED_CLUSTER], [], start
+    while hour < end:
+        if hour.day % 9 or hour.hour != 3:  # telemetry gaps: 03:00 on the 9th, 18th and 27th
+            readings.append(PowerReading(cluster=metered, hour=hour, received_at=hour + HOUR, it_kwh=_it_kwh(
+                accelerators=metered.accelerator_count, board_watts=metered.sku.board_watts, hour=hour)))
+        hour += HOUR
+    PowerReading.objects.bulk_create(readings)
+    print(f"fleet (demo figures): {len(skus)} SKUs, {len(datacenters)} datacenters, {len(clusters)} clusters, "
+          f"{deployments} deployments, {len(readings)} hourly power readings for {METERED_CLUSTER}")
+    return {"skus": len(skus), "clusters": len(clusters), "deployments": deployments, "readings": len(readings)}
+
+
+def _table(title: str, key: str, rows) -> None:
+    from billing.rating.money import money_text as money
+
+    print(f"\n-- {title}")
+    print(f"{key:14} {'tokens':>13} {'revenue':>10} {'hardware':>10} {'power':>9} {'margin':>10} {'margin %':>9} "
+          f"{'$ / 1M tok':>11} {'kWh / 1M':>9}")
+    for label, f in rows:
+        percent = "n/a" if f.margin_percent_shown is None else f"{f.margin_percent_shown}"
+        per_million = "n/a" if f.cost_per_million_tokens is None else f"{f.cost_per_million_tokens:.4f}"
+        kwh = "n/a" if f.kwh_per_million_tokens is None else f"{f.kwh_per_million_tokens:.3f}"
+        print(f"{label or '(no tier)':14} {f.tokens:>13,} {money(f.revenue) or 'n/a':>10} "
+              f"{money(f.hardware_cost_shown):>10} {money(f.power_cost_shown):>9} "
+              f"{money(f.gross_margin_shown) or 'n/a':>10} {percent:>9} {per_million:>11} {kwh:>9}")
+
+
+def _allocate_missing(start: datetime, end: datetime) -> None:
+    from infra_inventory.services import costs_allocate, hours_stale
+    from metering.services import utc_now
+
+    stale = hours_stale(start=start, end=end)
+    if stale:
+        summary = costs_allocate(start=stale[0], end=stale[-1] + HOUR, as_of=utc_now())
+        print(f"allocated {summary.hours} hours: {summary.cluster_hours:,} cluster-hours, "
+              f"{summary.allocations:,} allocation rows")
+
+
+def _worked_hour(start: datetime, end: datetime) -> None:
+    """One cluster-hour of the metered cluster, worked by hand from the stored inventory."""
+    from billing.rating.money import money_text as money
+    from infra_inventory.models import ClusterHourCost, CostAllocation, PowerContract
+
+    hour = start + 14 * DAY + 15 * HOUR
+    cost = ClusterHourCost.objects.select_related("cluster__sku", "cluster__datacenter").filter(
+        cluster__name=METERED_CLUSTER, hour=hour).first()
+    if cost is None:
+        return
+    cluster, sku, datacenter = cost.cluster, cost.cluster.sku, cost.cluster.datacenter
+    price = PowerContract.objects.filter(datacenter=datacenter, effective_from__lte=hour).order_by(
+        "-effective_from").first().price_per_kwh
+    print(f"\n-- one cluster-hour by hand: {cluster.name}, {hour:%Y-%m-%d %H:00} UTC")
+    print(f"hardware = accelerators × unit cost / (months × 730) = {cluster.accelerator_count} × {sku.unit_cost:,} "
+          f"/ ({sku.amortization_months} × 730) = {cost.hardware_cost:f} USD")
+    source = "estimated: accelerators × board W / 1000" if cost.power_estimated else "measured reading"
+    print(f"power    = IT kWh × PUE × USD/kWh = {cost.it_kwh.normalize():f} ({source}) × {datacenter.pue} × "
+          f"{price} = {cost.power_cost:f} USD  (energy {cost.energy_kwh.normalize():f} kWh)")
+    print(f"total    = {cost.hardware_cost + cost.power_cost:f} USD, shared by weighted tokens "
+          f"(input × 1 + cached × 0.1 + output × 4) among {cost.weighted_tokens.normalize():,f} weighted tokens:")
+    shares = CostAllocation.objects.filter(cluster=cluster, hour=hour).order_by("-weighted_tokens")
+    for share in shares[:4]:
+        print(f"  {share.customer_id:10} {share.model:13} {share.service_tier:9} "
+              f"{share.weighted_tokens.normalize():>12,f} → {share.hardware_cost + share.power_cost:f} "
+              f"({money(share.hardware_cost + share.power_cost)}) USD")
+    if shares.count() > 4:
+        print(f"  … and {shares.count() - 4} more; the shares sum to the hour's cost exactly (largest remainder)")
+
+
+def unit_economics_print(*, start: datetime, end: datetime) -> None:
+    """Tables by model tier and by datacenter, idle cost, unplaced tokens, one hour by hand."""
+    from billing.rating.money import money_text as money
+    from infra_inventory.models import Cluster
+    from infra_inventory.selectors import unit_economics
+
+    _allocate_missing(start, end)
+    by_tier = unit_economics(start=start, end=end, group_by=["model_tier"])
+    by_datacenter = unit_economics(start=start, end=end, group_by=["datacenter"])
+    by_cluster = unit_economics(start=start, end=end, group_by=["cluster"])
+    clusters = dict(Cluster.objects.values_list("name", "accelerator_count"))
+    print("revenue: usage rated at the unit prices in force, before contract discounts, minimums and credits; "
+          "costs: hardware amortization + power allocated by weighted tokens")
+    _table(f"unit economics by model tier, {start:%Y-%m}", "model tier",
+           [(r.keys["model_tier"], r.figures) for r in by_tier.rows])
+    _table(f"unit economics by datacenter, {start:%Y-%m}", "datacenter",
+           [(r.keys["datacenter"], r.figures) for r in by_datacenter.rows])
+    print(f"\n-- cluster cost, {start:%Y-%m} (idle: cluster-hours that served nothing)")
+    print(f"{'cluster':14} {'hours':>6} {'tokens':>13} {'allocated':>10} {'idle':>9} {'total':>10}")
+    for row in by_cluster.rows:
+        f = row.figures
+        print(f"{row.keys['cluster']:14} {f.cluster_hours or 0:>6} {f.tokens:>13,} "
+              f"{money(f.hardware_cost_shown + f.power_cost_shown):>10} {money(f.idle_cost_shown):>9} "
+              f"{money(f.total_cost_shown):>10}")
+    totals = by_tier.totals
+    print(f"\nallocated {money(totals.hardware_cost_shown + totals.power_cost_shown)} + idle "
+          f"{money(totals.idle_cost_shown)} = total {money(totals.total_cost_shown)} USD "
+          f"(exactly: {totals.cost:f} + {totals.idle_cost:f} = "
+          f"{totals.fleet_hardware_cost + totals.fleet_power_cost:f})")
+    accelerator_hours = sum(r.figures.cluster_hours * clusters[r.keys["cluster"]] for r in by_cluster.rows)
+    print(f"utilization: {totals.tokens:,} tokens in {accelerator_hours:,} accelerator-hours "
+          f"({totals.tokens // max(accelerator_hours, 1):,} tokens per accelerator-hour)")
+    print(f"unplaced tokens: {by_tier.unplaced_tokens:,} (tagged with a cluster not in service at the time, "
+          "or no deployment for their model and region): reported, never priced against a cost")
+    if by_tier.hours_not_allocated:
+        print(f"hours not allocated: {by_tier.hours_not_allocated}")
+    _worked_hour(start, end)
