@@ -2,8 +2,10 @@
 problem+json errors (RFC 9457, API.md Conventions)."""
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -143,6 +145,30 @@ class KeyRateThrottle(throttling.SimpleRateThrottle):
         if request.auth is None:
             return None
         return f"throttle:{self.bucket}:{request.auth.key_hash[:24]}"
+
+
+# --- request bodies ----------------------------------------------------------------
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def json_body(request, *, bytes_max: int, exact_numbers: bool = False):
+    """The body as JSON, refusing anything over bytes_max before reading it all (413);
+    with exact_numbers, decimals are read as Decimal, never float."""
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared and declared.isdigit() and int(declared) > bytes_max:
+        raise PayloadTooLarge(f"The body is {declared} bytes; at most {bytes_max} are accepted.")
+    raw = request._request.read(bytes_max + 1)
+    if len(raw) > bytes_max:
+        raise PayloadTooLarge(f"The body is larger than {bytes_max} bytes.")
+    try:
+        if exact_numbers:
+            return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+        return json.loads(raw)
+    except ValueError as exc:
+        raise exceptions.ParseError(f"The body is not valid JSON: {exc}") from exc
 
 
 # --- pagination ------------------------------------------------------------------

@@ -5,17 +5,16 @@ Inventory rows refer to each other by name (a cluster's `datacenter` and `sku`, 
 deployment's `cluster`), never by database id.
 """
 
-import json
 from decimal import Decimal
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import generics, serializers
-from rest_framework.exceptions import ParseError, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import NextPagination, PayloadTooLarge
+from config.api import NextPagination, json_body
 from infra_inventory.allocation import TokenWeights
 from infra_inventory.inventory_services import (
     READINGS_MAX, cluster_create, datacenter_create, deployment_create, hardware_sku_create, on_the_hour,
@@ -212,25 +211,6 @@ class DeploymentListApi(InventoryListApi):
 # --- power readings ------------------------------------------------------------------------
 
 
-def _reject_constant(name):
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def json_body(request, *, bytes_max: int):
-    """The body as JSON with numbers kept exact (Decimal), refusing anything over
-    bytes_max before reading it all."""
-    declared = request.META.get("CONTENT_LENGTH")
-    if declared and declared.isdigit() and int(declared) > bytes_max:
-        raise PayloadTooLarge(f"The body is {declared} bytes; at most {bytes_max} are accepted.")
-    raw = request._request.read(bytes_max + 1)
-    if len(raw) > bytes_max:
-        raise PayloadTooLarge(f"The body is larger than {bytes_max} bytes.")
-    try:
-        return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
-    except ValueError as exc:
-        raise ParseError(f"The body is not valid JSON: {exc}") from exc
-
-
 class PowerReadingSerializer(serializers.Serializer):
     cluster = serializers.CharField(source="cluster.name")
     hour = serializers.DateTimeField()
@@ -288,7 +268,7 @@ class PowerReadingListApi(APIView):
         ),
     )
     def post(self, request):
-        body = json_body(request, bytes_max=READINGS_BYTES_MAX)
+        body = json_body(request, bytes_max=READINGS_BYTES_MAX, exact_numbers=True)
         rows = body.get("readings") if isinstance(body, dict) else None
         if not isinstance(rows, list):
             raise ValidationError({"readings": ['Required: a list of {"cluster", "hour", "it_kwh"} objects.']})

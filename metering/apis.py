@@ -1,7 +1,6 @@
 """REST endpoints of metering (API.md: Usage, Catalog, Customers). Thin: validate,
 call one service or selector, serialize."""
 
-import json
 import logging
 from datetime import timedelta
 
@@ -10,11 +9,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from kafka.errors import KafkaError
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import ParseError, PermissionDenied
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import DomainError, NextCursorPagination, NextPagination, PayloadTooLarge, RuleViolation, customer_scope_of
+from config.api import DomainError, json_body, NextCursorPagination, NextPagination, PayloadTooLarge, RuleViolation, customer_scope_of
 from metering import selectors
 from metering.models import CatalogModel, Customer, DeadLetter
 from metering.producer import events_produce
@@ -28,20 +27,6 @@ class IngestUnavailable(DomainError):
     code = "ingest_unavailable"
     status = 503
     title = "Events could not be handed to Kafka"
-
-
-def _body_json(request, *, bytes_max: int):
-    """The request body as JSON, refusing anything over bytes_max before reading it all."""
-    declared = request.META.get("CONTENT_LENGTH")
-    if declared and declared.isdigit() and int(declared) > bytes_max:
-        raise PayloadTooLarge(f"The body is {declared} bytes; at most {bytes_max} are accepted.")
-    raw = request._request.read(bytes_max + 1)
-    if len(raw) > bytes_max:
-        raise PayloadTooLarge(f"The body is larger than {bytes_max} bytes.")
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise ParseError(f"The body is not valid JSON: {exc}") from exc
 
 
 class UsageEventIngestApi(APIView):
@@ -64,7 +49,7 @@ class UsageEventIngestApi(APIView):
         ),
     )
     def post(self, request):
-        body = _body_json(request, bytes_max=settings.USAGE_BATCH_BYTES_MAX)
+        body = json_body(request, bytes_max=settings.USAGE_BATCH_BYTES_MAX)
         is_batch = isinstance(body, dict) and isinstance(body.get("events"), list) and "event_id" not in body
         events = body["events"] if is_batch else [body]
         if len(events) > settings.USAGE_BATCH_EVENTS_MAX:

@@ -12,8 +12,11 @@ from datetime import UTC, datetime
 from threading import Event
 
 import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
 from kafka import KafkaProducer
 
+from billing.permissions import FINANCE_MANAGER, FINANCE_VIEWER
 from metering.consumer.runner import ConsumerConfig, LedgerConsumer
 from metering.models import Customer
 from metering.producer import producer_close
@@ -138,3 +141,36 @@ def celery_worker(django_db_setup, django_db_blocker):
     yield queue
     worker.terminate()
     worker.wait(timeout=30)
+
+
+@pytest.fixture
+def staff_client(db):
+    """staff_client(group) → a logged-in client of a staff user in that finance group
+    (billing syncs the groups on post_migrate); staff_client(None, superuser=True) → root."""
+
+    def make(group: str | None, *, superuser: bool = False) -> Client:
+        if superuser:
+            user = User.objects.create_superuser("root", password="pw")
+        else:
+            user = User.objects.create_user(group.split("-")[1], password="pw", is_staff=True)
+            user.groups.add(Group.objects.get(name=group))
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def manager(staff_client):
+    return staff_client(FINANCE_MANAGER)
+
+
+@pytest.fixture
+def viewer(staff_client):
+    return staff_client(FINANCE_VIEWER)
+
+
+@pytest.fixture
+def root(staff_client):
+    return staff_client(None, superuser=True)

@@ -4,10 +4,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group, User
-from django.test import Client
 
-from billing.permissions import FINANCE_MANAGER, FINANCE_VIEWER
 from billing.services.price_books import price_book_create
 from metering.models import HourlyRollup
 from scripts.demo_pricing import price_list
@@ -30,36 +27,3 @@ def list_prices(catalog):
 
 def usd(text: str) -> Decimal:
     return Decimal(text)
-
-
-@pytest.fixture
-def staff_client(db):
-    """staff_client(group) → a logged-in client of a staff user in that finance group
-    (billing syncs the groups on post_migrate); staff_client(None, superuser=True) → root."""
-
-    def make(group: str | None, *, superuser: bool = False) -> Client:
-        if superuser:
-            user = User.objects.create_superuser("root", password="pw")
-        else:
-            user = User.objects.create_user(group.split("-")[1], password="pw", is_staff=True)
-            user.groups.add(Group.objects.get(name=group))
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return make
-
-
-@pytest.fixture
-def manager(staff_client):
-    return staff_client(FINANCE_MANAGER)
-
-
-@pytest.fixture
-def viewer(staff_client):
-    return staff_client(FINANCE_VIEWER)
-
-
-@pytest.fixture
-def root(staff_client):
-    return staff_client(None, superuser=True)

@@ -5,12 +5,9 @@ allocation tables are read-only."""
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client
 from django.urls import reverse
 
-from billing.permissions import FINANCE_MANAGER, FINANCE_VIEWER
 from infra_inventory.inventory_services import cluster_create, datacenter_create, hardware_sku_create
 from infra_inventory.models import AllocatedHour, Cluster, PowerReading
 from tests.conftest import utc
@@ -26,28 +23,6 @@ def messages_of(response) -> list[str]:
 
 def csv_file(text: str) -> SimpleUploadedFile:
     return SimpleUploadedFile("readings.csv", text.encode(), content_type="text/csv")
-
-
-@pytest.fixture
-def staff_client(db):
-    def make(group: str) -> Client:
-        user = User.objects.create_user(group, password="pw", is_staff=True)
-        user.groups.add(Group.objects.get(name=group))
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return make
-
-
-@pytest.fixture
-def manager(staff_client):
-    return staff_client(FINANCE_MANAGER)
-
-
-@pytest.fixture
-def viewer(staff_client):
-    return staff_client(FINANCE_VIEWER)
 
 
 @pytest.fixture
