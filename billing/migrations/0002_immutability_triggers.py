@@ -1,9 +1,9 @@
 from django.db import migrations
 
-from billing import immutability_sql
+from billing import triggers_sql
 
 
 class Migration(migrations.Migration):
     dependencies = [("billing", "0001_initial")]
 
-    operations = [migrations.RunSQL(immutability_sql.CREATE, immutability_sql.DROP)]
+    operations = [migrations.RunSQL(triggers_sql.PRICING_CREATE, triggers_sql.PRICING_DROP)]

@@ -1,9 +1,9 @@
 from django.db import migrations
 
-from billing import invoice_sql
+from billing import triggers_sql
 
 
 class Migration(migrations.Migration):
     dependencies = [("billing", "0003_invoicing")]
 
-    operations = [migrations.RunSQL(invoice_sql.CREATE, invoice_sql.DROP)]
+    operations = [migrations.RunSQL(triggers_sql.INVOICING_CREATE, triggers_sql.INVOICING_DROP)]

@@ -3,7 +3,7 @@
 Invariants and where they are enforced:
 - One live invoice per customer and period: partial unique constraint (void excluded).
 - A finalized invoice never changes but for the finalized → paid / void transition,
-  and its lines never change: Postgres triggers (migration 0004).
+  and its lines never change: Postgres triggers (migration 0004, billing/triggers_sql.py).
 - Numbers are gapless per year and kind: `DocumentCounter` rows, locked in the
   finalizing transaction; a number is set exactly when the status leaves draft.
 - `BilledUsage` records, per finalized invoice, the hourly tokens it billed; usage in a

@@ -3,7 +3,7 @@
 Invariants and where they are enforced:
 - A published price book and its prices never change: Postgres triggers reject
   UPDATE/DELETE of a published book and any INSERT/UPDATE/DELETE of its prices
-  (migration 0002). A new version is a new row, copied from the current one.
+  (migration 0002, billing/triggers_sql.py). A new version is a new row, copied from the current one.
 - Two published books never share an effective instant: partial unique constraint.
 - Unit prices are ≥ 0 with at most 6 decimals: numeric(18, 6) and a check constraint.
 - A customer's contract versions never overlap in time: an exclusion constraint.
