@@ -117,7 +117,8 @@ class Traffic:
                 event = dict(self.rng.choice(history))
                 self.tally.duplicates += 1
             elif roll < self.duplicate_rate + self.conflict_rate and history:
-                event = dict(self.rng.choice(history), output_tokens=self.rng.randrange(1, 10_000))
+                original = self.rng.choice(history)  # same event_id, never the same payload
+                event = dict(original, output_tokens=original["output_tokens"] + self.rng.randrange(1, 10_000))
                 self.tally.conflicts += 1
             elif roll < self.duplicate_rate + self.conflict_rate + self.invalid_rate:
                 event = self._invalid(customer)
