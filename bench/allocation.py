@@ -1,0 +1,393 @@
+"""Allocate one month of cluster-hour costs to 1,000,000 hourly rollups (target: < 30 s).
+
+    python -m bench.allocation [--rollups 1000000] [--clusters 200] [--runs days,month] [--seed 5]
+    python -m bench.allocation --profile /tmp/allocation   # cProfile → /tmp/allocation-<run>.prof (slower)
+
+Builds, in a database of its own (`tokenledger_bench_costs`, or BENCH_COSTS_DATABASE_URL),
+a fleet of `--clusters` clusters (four SKUs; three datacenters with their PUE and power
+contracts, one contract changing mid-month; a random 40% of the clusters (93 of 200 with
+the default seed) with hourly power readings, a few hours missing, the rest estimated
+from board power; a few clusters entering or leaving service mid-month), deployments of the three models in each region
+(one on a cluster retired mid-month), and `--rollups` hourly rollups over the 720 hours
+of November 2026 written with COPY: 85% name their cluster, 14.5% have no cluster and
+are placed by the deployments, 0.5% are in a region with no deployment (unplaced).
+
+Then it times `infra_inventory.services.costs_allocate` over the month, in day-sized
+calls as `manage.py allocate_costs` makes them (`days`, into empty allocation tables)
+and as one call (`month`, which then first deletes what `days` wrote: a re-allocation),
+and after each run checks, in exact numeric arithmetic, that for every cluster-hour the
+shares sum to its cost, that Σ allocated + idle == Σ cluster-hour cost, and that every
+rollup token is either allocated or reported unplaced. Baselines in the same run: the
+plain SQL GROUP BY of the month's rollups per cluster-hour, the service's own usage
+query (GROUP BY of the six key columns, fetched into Python), and a COPY (psycopg
+`write_row`) of as many rows as the allocation wrote into an unindexed table.
+Prints JSON.
+"""
+
+import argparse
+import cProfile
+import os
+import random
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._setup import database_create, figures_print, peak_rss_mb, target  # noqa: E402
+
+DATABASE_URL_DEFAULT = "postgres://postgres@127.0.0.1:5432/tokenledger_bench_costs"
+TARGET_S = 30
+START = datetime(2026, 11, 1, tzinfo=UTC)
+HOURS = 24 * 30
+DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+MODELS = ("gpt-5.4", "gpt-5.4-mini", "gpt-5.4-nano")
+TIERS = (("standard", 0.8), ("batch", 0.15), ("priority", 0.05))
+# name, vendor, accelerator, unit cost, amortization months, board watts, weights (input, cached, output)
+SKUS = (
+    ("h100-sxm", "nvidia", "H100 SXM", "30000.00", 48, 700, ("1", "0.1", "4")),
+    ("h200-sxm", "nvidia", "H200 SXM", "38000.00", 48, 700, ("1", "0.1", "3.5")),
+    ("b200", "nvidia", "B200", "45000.00", 60, 1000, ("1", "0.08", "3")),
+    ("mi300x", "amd", "MI300X", "20000.00", 48, 750, ("1.1", "0.12", "4.2")),
+)
+# name, region, PUE, price per kWh from a year before, price from mid-month (None: no change)
+DATACENTERS = (
+    ("iad-1", "us-east", "1.18", "0.0830", "0.0910"),
+    ("iad-2", "us-east", "1.35", "0.0790", None),
+    ("ams-1", "eu-west", "1.22", "0.1640", None),
+)
+UNDEPLOYED_REGION = "sa-east"  # usage here has no cluster and no deployment: unplaced
+INFRA_TABLES = (
+    "infra_inventory_costallocation", "infra_inventory_clusterhourcost", "infra_inventory_unplacedusage",
+    "infra_inventory_allocatedhour", "infra_inventory_powerreading", "infra_inventory_deployment",
+    "infra_inventory_cluster", "infra_inventory_powercontract", "infra_inventory_datacenter",
+    "infra_inventory_hardwaresku",
+)
+COPY_BASELINE_TABLE = "bench_costallocation_copy"
+
+
+def fleet_seed(*, clusters: int, rng: random.Random) -> list[dict]:
+    """SKUs, datacenters, contracts, clusters, deployments and power readings; returns the
+    clusters as dicts (name, region, service window) for the rollup generator."""
+    from django.db import connection
+
+    from infra_inventory.models import Cluster, Datacenter, Deployment, HardwareSku, PowerContract
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {', '.join(INFRA_TABLES)} CASCADE")
+    skus = HardwareSku.objects.bulk_create(
+        HardwareSku(name=name, vendor=vendor, accelerator=accelerator, unit_cost=Decimal(cost),
+                    amortization_months=months, board_watts=watts, weight_input=Decimal(wi),
+                    weight_cached_input=Decimal(wc), weight_output=Decimal(wo))
+        for name, vendor, accelerator, cost, months, watts, (wi, wc, wo) in SKUS)
+    datacenters = Datacenter.objects.bulk_create(
+        Datacenter(name=name, region=region, pue=Decimal(pue)) for name, region, pue, _, _ in DATACENTERS)
+    contracts = []
+    for dc, (_, _, _, price, change) in zip(datacenters, DATACENTERS):
+        contracts.append(PowerContract(datacenter=dc, effective_from=START - timedelta(days=365),
+                                       price_per_kwh=Decimal(price)))
+        if change:
+            contracts.append(PowerContract(datacenter=dc, effective_from=START + timedelta(days=14, hours=6),
+                                           price_per_kwh=Decimal(change)))
+    PowerContract.objects.bulk_create(contracts)
+    rows = []
+    for n in range(clusters):
+        service_from, service_to = START - timedelta(days=rng.randint(30, 400)), None
+        if n % 40 == 7:  # enters service mid-month
+            service_from = START + timedelta(days=rng.randint(3, 25), hours=rng.randint(0, 23))
+        elif n % 40 == 19:  # retired mid-month
+            service_to = START + timedelta(days=rng.randint(3, 25), hours=rng.randint(0, 23))
+        rows.append(Cluster(name=f"cl-{n:03d}", datacenter=datacenters[n % len(datacenters)],
+                            sku=skus[rng.choices(range(len(skus)), (0.4, 0.25, 0.15, 0.2))[0]],
+                            accelerator_count=rng.choice((8, 16, 32, 64, 128, 256, 512)),
+                            in_service_from=service_from, in_service_to=service_to))
+    fleet = Cluster.objects.bulk_create(rows)
+    # Deployments: each model in each region on 2–4 clusters in service at the start of the
+    # month, one of them (where there is one) retired during it: from then on its share
+    # goes to the others.
+    at_start = [c for c in fleet if c.in_service_from <= START]
+    deployments = []
+    for region in sorted({r for _, r, *_ in DATACENTERS}):
+        local = [c for c in at_start if c.datacenter.region == region and c.in_service_to is None]
+        retiring = [c for c in at_start if c.datacenter.region == region and c.in_service_to is not None]
+        for model in MODELS:
+            chosen = rng.sample(local, rng.randint(2, 4)) + rng.sample(retiring, min(1, len(retiring)))
+            raw = [rng.randint(1, 10) for _ in chosen]
+            shares = [Decimal(r * 10_000 // sum(raw)) / 10_000 for r in raw]
+            shares[0] += 1 - sum(shares)
+            deployments.extend(Deployment(model=model, region=region, cluster=c, share=s)
+                               for c, s in zip(chosen, shares))
+    Deployment.objects.bulk_create(deployments)
+    readings = readings_seed(fleet, rng)
+    return [{"name": c.name, "region": c.datacenter.region, "from": c.in_service_from, "to": c.in_service_to,
+             "readings": readings.get(c.pk, 0)} for c in fleet]
+
+
+def readings_seed(fleet, rng: random.Random) -> dict[int, int]:
+    """Hourly readings for 40% of the clusters, ~3% of their hours missing; COPY."""
+    from django.db import connection
+
+    counts = {}
+    sql = "COPY infra_inventory_powerreading (cluster_id, hour, it_kwh, received_at) FROM STDIN"
+    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        for cluster in fleet:
+            if rng.random() >= 0.4:
+                continue
+            nominal = cluster.accelerator_count * cluster.sku.board_watts / 1000
+            counts[cluster.pk] = 0
+            for h in range(HOURS):
+                hour = START + h * HOUR
+                if rng.random() < 0.03 or not cluster.in_service(hour):
+                    continue
+                kwh = Decimal(round(nominal * rng.uniform(0.45, 0.98), 4)).quantize(Decimal("0.0001"))
+                copy.write_row((cluster.pk, hour, kwh, hour + timedelta(minutes=rng.randint(65, 180))))
+                counts[cluster.pk] += 1
+    return counts
+
+
+def rollups_seed(*, rollups: int, clusters: list[dict], rng: random.Random) -> dict:
+    """COPY `rollups` hourly rollups over the month; every (customer, model, tier, region,
+    cluster) key appears at most once an hour (the rollup's unique group)."""
+    from django.db import connection
+
+    customers = [f"c{n:05d}" for n in range(2000)]
+    tiers, tier_weights = [t for t, _ in TIERS], [w for _, w in TIERS]
+    keys_clustered, keys_deployed, keys_unplaced = set(), set(), set()
+    while len(keys_clustered) < 7000:
+        cluster = rng.choice(clusters)
+        keys_clustered.add((rng.choice(customers), rng.choice(MODELS), rng.choices(tiers, tier_weights)[0],
+                            cluster["region"], cluster["name"]))
+    regions = sorted({c["region"] for c in clusters})
+    while len(keys_deployed) < 1300:
+        keys_deployed.add((rng.choice(customers), rng.choice(MODELS), rng.choices(tiers, tier_weights)[0],
+                           rng.choice(regions), ""))
+    while len(keys_unplaced) < 60:
+        keys_unplaced.add((rng.choice(customers), rng.choice(MODELS), "standard", UNDEPLOYED_REGION, ""))
+    window = {c["name"]: (c["from"], c["to"]) for c in clusters}
+    clustered, deployed, unplaced = sorted(keys_clustered), sorted(keys_deployed), sorted(keys_unplaced)
+    eligible_by_fleet: dict[frozenset, list] = {}
+    columns = ("customer_id, model, service_tier, region, cluster, hour, events, input_tokens, cached_input_tokens, "
+               "output_tokens")
+    written, randint, choice = 0, rng.randint, rng.choice
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE metering_hourly_rollup")
+        with cursor.cursor.copy(f"COPY metering_hourly_rollup ({columns}) FROM STDIN") as copy:
+            for h in range(HOURS):
+                hour = START + h * HOUR
+                in_hour = rollups * (h + 1) // HOURS - rollups * h // HOURS
+                in_service = frozenset(name for name, (since, until) in window.items()
+                                       if since <= hour and (until is None or hour < until))
+                if in_service not in eligible_by_fleet:
+                    eligible_by_fleet[in_service] = [k for k in clustered if k[4] in in_service]
+                n_deployed, n_unplaced = round(in_hour * 0.145), round(in_hour * 0.005)
+                for pool, count in ((eligible_by_fleet[in_service], in_hour - n_deployed - n_unplaced),
+                                    (deployed, n_deployed), (unplaced, n_unplaced)):
+                    for key in rng.sample(pool, min(count, len(pool))):
+                        events = randint(1, 400)
+                        input_tokens = events * randint(200, 4000)
+                        copy.write_row((*key, hour, events, input_tokens,
+                                        input_tokens // choice((1, 2, 4, 10)) // 2, events * randint(50, 800)))
+                        written += 1
+    return {"rows": written, "keys": len(keys_clustered) + len(keys_deployed) + len(keys_unplaced)}
+
+
+INVARIANT_SQL = """
+WITH shares AS (
+    SELECT cluster_id, hour, sum(hardware_cost) AS hardware, sum(power_cost) AS power, count(*) AS n
+    FROM infra_inventory_costallocation WHERE hour >= %(start)s AND hour < %(end)s GROUP BY 1, 2
+)
+SELECT count(*) AS cluster_hours,
+       count(*) FILTER (WHERE s.n IS NULL) AS idle_cluster_hours,
+       coalesce(sum(c.hardware_cost + c.power_cost), 0) AS cost,
+       coalesce(sum(s.hardware + s.power), 0) AS allocated,
+       coalesce(sum(c.hardware_cost + c.power_cost) FILTER (WHERE s.n IS NULL), 0) AS idle,
+       count(*) FILTER (WHERE s.n IS NOT NULL AND (s.hardware, s.power) <> (c.hardware_cost, c.power_cost))
+           AS mismatched_cluster_hours,
+       count(*) FILTER (WHERE s.n IS NULL AND c.weighted_tokens <> 0) AS idle_with_weight
+FROM infra_inventory_clusterhourcost c
+LEFT JOIN shares s ON s.cluster_id = c.cluster_id AND s.hour = c.hour
+WHERE c.hour >= %(start)s AND c.hour < %(end)s
+"""
+
+TOKENS_SQL = """
+SELECT (SELECT coalesce(sum(input_tokens + output_tokens), 0) FROM metering_hourly_rollup
+        WHERE hour >= %(start)s AND hour < %(end)s) AS rollup_tokens,
+       (SELECT coalesce(sum(input_tokens + cached_input_tokens + output_tokens), 0)
+        FROM infra_inventory_costallocation WHERE hour >= %(start)s AND hour < %(end)s) AS allocated_tokens,
+       (SELECT coalesce(sum(tokens), 0) FROM infra_inventory_unplacedusage
+        WHERE hour >= %(start)s AND hour < %(end)s) AS unplaced_tokens,
+       (SELECT count(*) FROM infra_inventory_costallocation WHERE hour >= %(start)s AND hour < %(end)s) AS rows,
+       (SELECT count(*) FROM infra_inventory_unplacedusage WHERE hour >= %(start)s AND hour < %(end)s)
+           AS unplaced_rows,
+       (SELECT count(*) FROM infra_inventory_clusterhourcost
+        WHERE hour >= %(start)s AND hour < %(end)s AND power_estimated) AS estimated_cluster_hours
+"""
+
+
+def invariant_check(start: datetime, end: datetime) -> dict:
+    """Σ allocated + idle == Σ cluster-hour cost, exactly (numeric in SQL, Decimal here),
+    every cluster-hour's shares == its cost, and every rollup token allocated or unplaced."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(INVARIANT_SQL, {"start": start, "end": end})
+        cluster_hours, idle_hours, cost, allocated, idle, mismatched, idle_weighted = cursor.fetchone()
+        cursor.execute(TOKENS_SQL, {"start": start, "end": end})
+        rollup_tokens, allocated_tokens, unplaced_tokens, rows, unplaced_rows, estimated = cursor.fetchone()
+    assert all(isinstance(v, Decimal) for v in (cost, allocated, idle))
+    exact = allocated + idle == cost and mismatched == 0 and idle_weighted == 0
+    return {
+        "cluster_hours": cluster_hours, "idle_cluster_hours": idle_hours, "power_estimated_cluster_hours": estimated,
+        "allocation_rows": rows, "unplaced_rows": unplaced_rows,
+        "cost_usd": str(cost), "allocated_usd": str(allocated), "idle_usd": str(idle),
+        "allocated_plus_idle_equals_cost": allocated + idle == cost,
+        "cluster_hours_shares_not_equal_cost": mismatched,
+        "tokens": {"rollups": int(rollup_tokens), "allocated": int(allocated_tokens),
+                   "unplaced": int(unplaced_tokens),
+                   "conserved": int(rollup_tokens) == int(allocated_tokens) + int(unplaced_tokens)},
+        "ok": exact and int(rollup_tokens) == int(allocated_tokens) + int(unplaced_tokens),
+    }
+
+
+def allocate_run(mode: str, profile: str | None) -> dict:
+    """Allocate the month: `days` (30 calls, as allocate_costs does) or `month` (one call)."""
+    from infra_inventory.services import costs_allocate
+    from metering.services import utc_now
+
+    end = START + HOURS * HOUR
+    spans = [(START + d * DAY, START + (d + 1) * DAY) for d in range(HOURS // 24)] if mode == "days" \
+        else [(START, end)]
+    profiler = cProfile.Profile() if profile else None
+    totals = {"cluster_hours": 0, "allocations": 0, "unplaced_tokens": 0}
+    call_seconds = []
+    began = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    for span_start, span_end in spans:
+        call_began = time.perf_counter()
+        summary = costs_allocate(start=span_start, end=span_end, as_of=utc_now())
+        call_seconds.append(time.perf_counter() - call_began)
+        for key in totals:
+            totals[key] += getattr(summary, key)
+    seconds = time.perf_counter() - began
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(f"{profile}-{mode}.prof")
+    check = invariant_check(START, end)
+    return {
+        "calls": len(spans), "seconds": round(seconds, 2),
+        "slowest_call_s": round(max(call_seconds), 2),
+        "cluster_hours": totals["cluster_hours"], "allocation_rows": totals["allocations"],
+        "unplaced_tokens": totals["unplaced_tokens"],
+        "allocation_rows_per_s": round(totals["allocations"] / seconds),
+        "check": check,
+        "target": target(round(seconds, 2), below=TARGET_S),
+    }
+
+
+def baselines(rows: int) -> dict:
+    """The same month's rollups grouped per cluster-hour in SQL; the service's own usage
+    query with its rows fetched; COPY of `rows` allocation rows into an unindexed table."""
+    from django.db import connection
+
+    end = START + HOURS * HOUR
+    out = {}
+    with connection.cursor() as cursor:
+        began = time.perf_counter()
+        cursor.execute("SELECT cluster, region, hour, count(*), sum(input_tokens - cached_input_tokens), "
+                       "sum(cached_input_tokens), sum(output_tokens) FROM metering_hourly_rollup "
+                       "WHERE hour >= %s AND hour < %s GROUP BY 1, 2, 3", [START, end])
+        groups = len(cursor.fetchall())
+        out["sql_group_by_cluster_hour"] = {"seconds": round(time.perf_counter() - began, 2), "groups": groups}
+
+        began = time.perf_counter()
+        for d in range(HOURS // 24):  # as the service runs it, per day
+            cursor.execute("""
+                SELECT cluster, region, hour, customer_id, model, service_tier, sum(events)::bigint,
+                       sum(input_tokens - cached_input_tokens)::bigint, sum(cached_input_tokens)::bigint,
+                       sum(output_tokens)::bigint
+                FROM metering_hourly_rollup WHERE hour >= %s AND hour < %s
+                GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 3, 4, 5, 6, 1, 2""", [START + d * DAY, START + (d + 1) * DAY])
+            cursor.fetchall()
+        out["service_usage_query_per_day_fetched"] = {"seconds": round(time.perf_counter() - began, 2)}
+
+        cursor.execute(f"DROP TABLE IF EXISTS {COPY_BASELINE_TABLE}")
+        cursor.execute(f"CREATE TABLE {COPY_BASELINE_TABLE} (LIKE infra_inventory_costallocation)")  # no indexes
+        columns = ("cluster_id, hour, customer_id, model, service_tier, input_tokens, cached_input_tokens, "
+                   "output_tokens, weighted_tokens, hardware_cost, power_cost, energy_kwh")
+        cursor.execute(f"SELECT {columns} FROM infra_inventory_costallocation LIMIT %s", [rows])
+        data = cursor.fetchall()
+        began = time.perf_counter()
+        with cursor.cursor.copy(f"COPY {COPY_BASELINE_TABLE} (id, {columns}) FROM STDIN") as copy:
+            for n, row in enumerate(data):
+                copy.write_row((n, *row))
+        copy_s = time.perf_counter() - began
+        cursor.execute(f"DROP TABLE {COPY_BASELINE_TABLE}")
+        out["copy_allocation_rows_unindexed"] = {"seconds": round(copy_s, 2), "rows": len(data),
+                                                 "rows_per_s": round(len(data) / copy_s)}
+    return out
+
+
+def conditions(database_url: str) -> dict:
+    import subprocess
+
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).resolve().parent.parent,
+                            capture_output=True, text=True, check=False)
+    return {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "commit": commit.stdout.strip(), "cpus": os.cpu_count(),
+            "load_avg_at_start": [round(x, 2) for x in os.getloadavg()], "database": database_url.rsplit("/", 1)[1]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rollups", type=int, default=1_000_000)
+    parser.add_argument("--clusters", type=int, default=200)
+    parser.add_argument("--runs", default="days,month", help="days, month or both (comma-separated), in order")
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--profile", help="cProfile each run to <PROFILE>-<run>.prof (slows the run)")
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_COSTS_DATABASE_URL", DATABASE_URL_DEFAULT))
+    args = parser.parse_args()
+    figures = {"benchmark": "allocation", "conditions": conditions(args.database_url)}
+    database_create(args.database_url)
+    os.environ.update(DATABASE_URL=args.database_url, DJANGO_SETTINGS_MODULE="config.settings")
+    import django
+    from django.core.management import call_command
+    from django.db import connection
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    rng = random.Random(args.seed)
+    began = time.perf_counter()
+    clusters = fleet_seed(clusters=args.clusters, rng=rng)
+    fleet_s = time.perf_counter() - began
+    began = time.perf_counter()
+    seeded = rollups_seed(rollups=args.rollups, clusters=clusters, rng=rng)
+    rollups_s = time.perf_counter() - began
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE metering_hourly_rollup")
+        cursor.execute("ANALYZE infra_inventory_powerreading")
+    figures["data"] = {
+        "clusters": len(clusters), "datacenters": len(DATACENTERS), "skus": len(SKUS), "hours": HOURS,
+        "clusters_with_readings": sum(1 for c in clusters if c["readings"]),
+        "power_readings": sum(c["readings"] for c in clusters),
+        "hourly_rollup_rows": seeded["rows"], "rollup_keys": seeded["keys"],
+        "seed_fleet_s": round(fleet_s, 2), "seed_rollups_copy_s": round(rollups_s, 2),
+        "rollup_rows_per_s_copy": round(seeded["rows"] / rollups_s),
+    }
+    figures["runs"] = {}
+    for mode in [m.strip() for m in args.runs.split(",") if m.strip()]:
+        run = allocate_run(mode, args.profile)
+        run["rollups_per_s"] = round(seeded["rows"] / run["seconds"])
+        run["peak_rss_mb_so_far"] = peak_rss_mb()
+        figures["runs"][mode] = run
+    rows = max(r["allocation_rows"] for r in figures["runs"].values()) if figures["runs"] else 0
+    figures["baselines"] = baselines(rows)
+    figures["conditions"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    figures["ok"] = all(r["check"]["ok"] for r in figures["runs"].values())
+    figures_print(figures)
+
+
+if __name__ == "__main__":
+    main()
