@@ -9,7 +9,7 @@ from django.db.models import F
 from billing.models import BillingRun, BillingRunChunk, Invoice
 from billing.selectors import month_bounds
 from billing.services.audit import audit_record
-from billing.services.invoices import invoice_drafts_refresh, invoice_finalize, period_start_of
+from billing.services.invoices import invoice_drafts_refresh, invoices_issue, period_start_of
 
 RUN_CUSTOMERS_SQL = """
 SELECT DISTINCT customer_id FROM (
@@ -73,10 +73,7 @@ def billing_run_chunk(*, chunk_id: int, as_of: datetime) -> None:
     run, customer_ids = chunk.run, chunk.customer_ids
     invoice_drafts_refresh(customer_ids=customer_ids, period=run.period, as_of=as_of)
     if run.finalize:
-        drafts = Invoice.objects.filter(period=run.period, status=Invoice.Status.DRAFT,
-                                        customer__customer_id__in=customer_ids).order_by("pk")
-        for invoice_id in drafts.values_list("pk", flat=True):
-            invoice_finalize(invoice_id=invoice_id, actor=f"billing-run:{run.pk}", as_of=as_of)
+        invoices_issue(customer_ids=customer_ids, period=run.period, actor=f"billing-run:{run.pk}", as_of=as_of)
     with transaction.atomic():
         if not BillingRunChunk.objects.filter(pk=chunk_id, done_at__isnull=True).update(done_at=as_of):
             return  # a redelivered task: counted already

@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 
 from billing.models import BilledUsage, CreditEntry, CreditNote, DocumentCounter, Invoice, InvoiceLine
 from billing.rating import PriceMissing, RatedInvoice
-from billing.selectors import PeriodUsage, month_bounds, period_rate, period_usage
+from billing.selectors import month_bounds, period_rate, period_usage
 from billing.services.audit import audit_record
 from billing.services.webhooks import webhook_event_publish
 from config.api import DomainError
@@ -62,101 +62,136 @@ def invoice_snapshot(invoice: Invoice) -> dict:
             "voided_at": invoice.voided_at.isoformat() if invoice.voided_at else None}
 
 
-def document_number_next(*, prefix: str, year: int) -> str:
-    """The next gapless number, e.g. INV-2026-000042. Call inside the issuing transaction:
-    the counter row stays locked until it commits, so numbers follow commit order."""
+def document_numbers_next(*, prefix: str, year: int, count: int = 1) -> list[str]:
+    """The next `count` gapless numbers, e.g. INV-2026-000042. Call inside the issuing
+    transaction: the counter row stays locked until it commits, so numbers follow commit order."""
     DocumentCounter.objects.get_or_create(prefix=prefix, year=year)
     counter = DocumentCounter.objects.select_for_update().get(prefix=prefix, year=year)
-    counter.last += 1
+    first, counter.last = counter.last + 1, counter.last + count
     counter.save(update_fields=["last"])
-    return f"{prefix}-{year}-{counter.last:06d}"
+    return [f"{prefix}-{year}-{n:06d}" for n in range(first, counter.last + 1)]
 
 
-def _lines_write(invoice: Invoice, rated: RatedInvoice) -> None:
-    invoice.lines.all().delete()
-    InvoiceLine.objects.bulk_create(
-        InvoiceLine(invoice=invoice, position=position, kind=line.kind, description=line.description,
-                    model=line.model, service_tier=line.service_tier, token_class=line.token_class,
-                    tokens=line.tokens, unit_price=line.unit_price, amount=line.amount, usage_period=line.period)
-        for position, line in enumerate(rated.lines, start=1)
-    )
-    invoice.subtotal, invoice.total = rated.subtotal, rated.total
+def _line_rows(invoice: Invoice, rated: RatedInvoice) -> list[InvoiceLine]:
+    return [InvoiceLine(invoice=invoice, position=position, kind=line.kind, description=line.description,
+                        model=line.model, service_tier=line.service_tier, token_class=line.token_class,
+                        tokens=line.tokens, unit_price=line.unit_price, amount=line.amount, usage_period=line.period)
+            for position, line in enumerate(rated.lines, start=1)]
 
 
-def _live_invoice_locked(customer: Customer, period: date, *, as_of: datetime) -> Invoice:
-    """The customer's live invoice of the period, locked; a new draft when there is none."""
-    invoice = Invoice.objects.select_for_update().filter(customer=customer, period=period).exclude(
-        status=Invoice.Status.VOID).first()
-    if invoice is None:
-        try:
-            with transaction.atomic():
-                invoice = Invoice.objects.create(customer=customer, period=period, currency=customer.currency,
-                                                 computed_at=as_of)
-        except IntegrityError:  # another run created it first: take that one
-            invoice = Invoice.objects.select_for_update().get(customer=customer, period=period,
-                                                              status=Invoice.Status.DRAFT)
-    return invoice
+def _lines_replace(invoices: list[Invoice], rated: dict[str, RatedInvoice]) -> None:
+    """Replace the lines of draft invoices (customer loaded) by their rating, in bulk."""
+    InvoiceLine.objects.filter(invoice__in=invoices).delete()
+    lines = []
+    for invoice in invoices:
+        rating = rated[invoice.customer.customer_id]
+        lines.extend(_line_rows(invoice, rating))
+        invoice.subtotal, invoice.total = rating.subtotal, rating.total
+    InvoiceLine.objects.bulk_create(lines, batch_size=5000)
+
+
+def _live_invoices_locked(customers: list[Customer], period: date, *, as_of: datetime) -> dict[int, Invoice]:
+    """The live invoice of each customer for the period, locked; new drafts where missing.
+    A concurrent run may create some first: then they are taken one by one."""
+    live = {i.customer_id: i for i in Invoice.objects.select_for_update().filter(
+        customer__in=customers, period=period).exclude(status=Invoice.Status.VOID).order_by("pk")}
+    missing = [c for c in customers if c.pk not in live]
+    try:
+        with transaction.atomic():
+            created = Invoice.objects.bulk_create(
+                Invoice(customer=c, period=period, currency=c.currency, computed_at=as_of) for c in missing)
+    except IntegrityError:
+        created = []
+        for customer in missing:
+            try:
+                with transaction.atomic():
+                    created.append(Invoice.objects.create(customer=customer, period=period,
+                                                          currency=customer.currency, computed_at=as_of))
+            except IntegrityError:
+                created.append(Invoice.objects.select_for_update().get(customer=customer, period=period,
+                                                                       status=Invoice.Status.DRAFT))
+    live.update((i.customer_id, i) for i in created)
+    for customer in customers:
+        live[customer.pk].customer = customer
+    return live
 
 
 @transaction.atomic
 def invoice_drafts_refresh(*, customer_ids: list[str], period: date, as_of: datetime) -> list[Invoice]:
-    """Recompute the drafts of a period from the ledger. Customers with nothing to bill get
-    no invoice; an invoice already finalized is left as it is. Safe to run twice, or twice
-    at once: the same drafts come out."""
+    """Recompute the drafts of a period from the ledger, for many customers at once.
+    Customers with nothing to bill get no invoice; an invoice already finalized is left
+    as it is. Safe to run twice, or twice at once: the same drafts come out."""
     start, end = month_bounds(period_start_of(period))
     customers = list(Customer.objects.select_for_update().filter(customer_id__in=customer_ids).order_by("pk"))
-    rated_by_customer = _rate(customer_ids=[c.customer_id for c in customers], start=start, end=end)
-    drafts = []
-    for customer in customers:
-        rated = rated_by_customer.get(customer.customer_id)
-        if rated is None or not rated.lines:
-            continue
-        invoice = _live_invoice_locked(customer, period, as_of=as_of)
-        if invoice.status != Invoice.Status.DRAFT:
-            continue
-        _lines_write(invoice, rated)
+    rated = _rate(customer_ids=[c.customer_id for c in customers], start=start, end=end)
+    billable = [c for c in customers if rated.get(c.customer_id) is not None and rated[c.customer_id].lines]
+    live = _live_invoices_locked(billable, period, as_of=as_of)
+    drafts = [live[c.pk] for c in billable if live[c.pk].status == Invoice.Status.DRAFT]
+    _lines_replace(drafts, rated)
+    for invoice in drafts:
         invoice.computed_at = as_of
-        invoice.save(update_fields=["subtotal", "total", "computed_at"])
-        drafts.append(invoice)
+    Invoice.objects.bulk_update(drafts, ["subtotal", "total", "computed_at"], batch_size=500)
     return drafts
 
 
-def _billed_usage_write(invoice: Invoice, usage: PeriodUsage) -> None:
+def _issue(invoices: list[Invoice], *, period: date, actor: str, as_of: datetime) -> None:
+    """Finalize locked drafts of one period (customers locked and loaded) together: rate the
+    usage as it stands now, record exactly that usage as billed, draw down prepaid credit,
+    and take gapless numbers last, so the counter row is held as briefly as possible."""
+    customer_ids = [invoice.customer.customer_id for invoice in invoices]
+    start, end = month_bounds(period_start_of(period))
+    usage = period_usage(customer_ids=customer_ids, start=start, end=end)
+    rated = _rate(customer_ids=customer_ids, start=start, end=end, usage=usage)
+    before = {invoice.pk: invoice_snapshot(invoice) for invoice in invoices}
+    _lines_replace(invoices, rated)
+    by_customer = {invoice.customer.customer_id: invoice for invoice in invoices}
     BilledUsage.objects.bulk_create(
-        BilledUsage(invoice=invoice, customer_id=customer_id, model=model, service_tier=service_tier, hour=hour,
-                    input_tokens=i, cached_input_tokens=c, output_tokens=o)
-        for customer_id, model, service_tier, hour, i, c, o in [*usage.own, *usage.late]
-    )
+        (BilledUsage(invoice=by_customer[c], customer_id=c, model=m, service_tier=t, hour=h, input_tokens=i,
+                     cached_input_tokens=ci, output_tokens=o) for c, m, t, h, i, ci, o in [*usage.own, *usage.late]),
+        batch_size=5000)
+    drawn = {invoice: rated[invoice.customer.customer_id].credits_applied for invoice in invoices}
+    CreditEntry.objects.bulk_create(
+        CreditEntry(customer=invoice.customer, invoice=invoice, amount=-amount, created_by=actor, created_at=as_of,
+                    reason=f"applied to invoice of {invoice.period:%Y-%m}")
+        for invoice, amount in drawn.items() if amount)
+    numbers = document_numbers_next(prefix="INV", year=as_of.year, count=len(invoices))
+    due_at = as_of + timedelta(days=settings.BILLING_PAYMENT_TERMS_DAYS)
+    for invoice, number in zip(invoices, numbers):
+        invoice.number, invoice.status = number, Invoice.Status.FINALIZED
+        invoice.issued_at, invoice.computed_at, invoice.due_at = as_of, as_of, due_at
+    Invoice.objects.bulk_update(invoices, ["subtotal", "total", "number", "status", "issued_at", "computed_at",
+                                           "due_at"], batch_size=500)
+    for invoice in invoices:
+        audit_record(actor=actor, action="invoice.finalize", obj=invoice, before=before[invoice.pk],
+                     after=invoice_snapshot(invoice), at=as_of)
+        _event_send("invoice.finalized", invoice)
 
 
 @transaction.atomic
 def invoice_finalize(*, invoice_id: int, actor: str, as_of: datetime) -> Invoice:
-    """Issue a draft: rate the usage as it stands now, record exactly that usage as billed,
-    draw down prepaid credit, and give it the next gapless number."""
+    """Issue one draft (see `_issue`)."""
     customer_pk = Invoice.objects.values_list("customer_id", flat=True).get(pk=invoice_id)
     customer = Customer.objects.select_for_update().get(pk=customer_pk)  # serializes credit and late usage
     invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
     if invoice.status != Invoice.Status.DRAFT:
         raise InvoiceStateConflict(f"Invoice {invoice} is {invoice.status}; only a draft can be finalized.")
-    before = invoice_snapshot(invoice)
-    start, end = month_bounds(period_start_of(invoice.period))
-    # Rate exactly the usage recorded as billed, so later events show up as late usage.
-    usage = period_usage(customer_ids=[customer.customer_id], start=start, end=end)
-    rated = _rate(customer_ids=[customer.customer_id], start=start, end=end, usage=usage)[customer.customer_id]
-    _lines_write(invoice, rated)
-    _billed_usage_write(invoice, usage)
-    if rated.credits_applied:
-        CreditEntry.objects.create(customer=customer, invoice=invoice, amount=-rated.credits_applied,
-                                   reason=f"applied to invoice of {invoice.period:%Y-%m}", created_by=actor,
-                                   created_at=as_of)
-    invoice.number = document_number_next(prefix="INV", year=as_of.year)
-    invoice.status, invoice.issued_at, invoice.computed_at = Invoice.Status.FINALIZED, as_of, as_of
-    invoice.due_at = as_of + timedelta(days=settings.BILLING_PAYMENT_TERMS_DAYS)
-    invoice.save()
-    audit_record(actor=actor, action="invoice.finalize", obj=invoice, before=before, after=invoice_snapshot(invoice),
-                 at=as_of)
-    _event_send("invoice.finalized", invoice)
+    invoice.customer = customer
+    _issue([invoice], period=invoice.period, actor=actor, as_of=as_of)
     return invoice
+
+
+@transaction.atomic
+def invoices_issue(*, customer_ids: list[str], period: date, actor: str, as_of: datetime) -> list[Invoice]:
+    """Issue every draft of these customers for the period, in one transaction."""
+    customers = {c.pk: c for c in Customer.objects.select_for_update().filter(
+        customer_id__in=customer_ids).order_by("pk")}
+    drafts = list(Invoice.objects.select_for_update().filter(
+        customer__in=list(customers), period=period, status=Invoice.Status.DRAFT).order_by("pk"))
+    for invoice in drafts:
+        invoice.customer = customers[invoice.customer_id]
+    if drafts:
+        _issue(drafts, period=period, actor=actor, as_of=as_of)
+    return drafts
 
 
 def _transition(*, invoice_id: int, to: str, actor: str, as_of: datetime, stamp: str, event: str) -> Invoice:
@@ -204,7 +239,7 @@ def credit_note_issue(*, invoice_id: int, amount: Decimal, reason: str, actor: s
     if amount > remaining:
         raise CreditNoteTooLarge(f"At most {remaining:.2f} of {invoice.total:.2f} remains to credit.",
                                  errors={"amount": [f"Must not exceed {remaining:.2f}."]})
-    note = CreditNote.objects.create(invoice=invoice, number=document_number_next(prefix="CN", year=as_of.year),
+    note = CreditNote.objects.create(invoice=invoice, number=document_numbers_next(prefix="CN", year=as_of.year)[0],
                                      amount=amount, reason=reason, created_by=actor, created_at=as_of)
     audit_record(actor=actor, action="credit_note.issue", obj=note, before=None,
                  after={"invoice": invoice.number, "amount": f"{amount:.2f}", "reason": reason}, at=as_of)

@@ -24,7 +24,8 @@ def signature(*, secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def signature_verify(*, secret: str, header: str, body: bytes, tolerance_s: int = 300, now: float | None = None) -> bool:
+def signature_verify(*, secret: str, header: str, body: bytes, tolerance_s: int = 300,
+                     now: float | None = None) -> bool:
     """What a receiver does: recompute and compare in constant time, within a tolerance."""
     parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
     try:
