@@ -253,33 +253,30 @@ def invariant_check(start: datetime, end: datetime) -> dict:
 
 
 def allocate_run(mode: str, profile: str | None) -> dict:
-    """Allocate the month: `days` (30 calls, as allocate_costs does) or `month` (one call)."""
-    from infra_inventory.services import costs_allocate
+    """Allocate the month: `days` (30 day-sized calls, as allocate_costs does), `days-2jobs`
+    (the same in two processes, `allocate_costs --jobs 2`) or `month` (one call)."""
+    from infra_inventory.services import costs_allocate, costs_allocate_days
     from metering.services import utc_now
 
     end = START + HOURS * HOUR
-    spans = [(START + d * DAY, START + (d + 1) * DAY) for d in range(HOURS // 24)] if mode == "days" \
-        else [(START, end)]
     profiler = cProfile.Profile() if profile else None
-    totals = {"cluster_hours": 0, "allocations": 0, "unplaced_tokens": 0}
-    call_seconds = []
     began = time.perf_counter()
     if profiler:
         profiler.enable()
-    for span_start, span_end in spans:
-        call_began = time.perf_counter()
-        summary = costs_allocate(start=span_start, end=span_end, as_of=utc_now())
-        call_seconds.append(time.perf_counter() - call_began)
-        for key in totals:
-            totals[key] += getattr(summary, key)
+    if mode == "month":
+        summaries = [costs_allocate(start=START, end=end, as_of=utc_now())]
+    else:
+        jobs = 2 if mode == "days-2jobs" else 1
+        summaries = list(costs_allocate_days(start=START, end=end, as_of=utc_now(), jobs=jobs))
     seconds = time.perf_counter() - began
     if profiler:
         profiler.disable()
         profiler.dump_stats(f"{profile}-{mode}.prof")
+    totals = {key: sum(getattr(s, key) for s in summaries) for key in ("cluster_hours", "allocations",
+                                                                        "unplaced_tokens")}
     check = invariant_check(START, end)
     return {
-        "calls": len(spans), "seconds": round(seconds, 2),
-        "slowest_call_s": round(max(call_seconds), 2),
+        "calls": len(summaries), "seconds": round(seconds, 2),
         "cluster_hours": totals["cluster_hours"], "allocation_rows": totals["allocations"],
         "unplaced_tokens": totals["unplaced_tokens"],
         "allocation_rows_per_s": round(totals["allocations"] / seconds),
@@ -344,7 +341,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rollups", type=int, default=1_000_000)
     parser.add_argument("--clusters", type=int, default=200)
-    parser.add_argument("--runs", default="days,month", help="days, month or both (comma-separated), in order")
+    parser.add_argument("--runs", default="days,days-2jobs,month",
+                        help="days, days-2jobs and/or month (comma-separated), in order")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--profile", help="cProfile each run to <PROFILE>-<run>.prof (slows the run)")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_COSTS_DATABASE_URL", DATABASE_URL_DEFAULT))

@@ -191,3 +191,32 @@ def costs_allocate_stale(*, start: datetime, end: datetime, as_of: datetime) -> 
     for hour in stale:
         costs_allocate(start=hour, end=hour + HOUR, as_of=as_of)
     return stale
+
+
+DAY = timedelta(days=1)
+
+
+def _allocate_day(span: tuple[datetime, datetime, datetime]) -> AllocationSummary:
+    start, end, as_of = span
+    return costs_allocate(start=start, end=end, as_of=as_of)
+
+
+def costs_allocate_days(*, start: datetime, end: datetime, as_of: datetime, jobs: int = 1):
+    """Allocate [start, end) a day at a time (each day its own transaction), in `jobs`
+    processes: days are independent, so they may run side by side. Yields each day's
+    summary as it completes."""
+    spans = []
+    day = start
+    while day < end:
+        spans.append((day, min(day + DAY, end), as_of))
+        day += DAY
+    if jobs <= 1:
+        yield from map(_allocate_day, spans)
+        return
+    from multiprocessing import get_context
+
+    from django.db import connections
+
+    connections.close_all()  # each forked process opens its own connection
+    with get_context("fork").Pool(jobs) as pool:
+        yield from pool.imap_unordered(_allocate_day, spans)
