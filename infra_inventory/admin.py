@@ -15,13 +15,10 @@
 
 import csv
 import io
-from functools import cache
-
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
-from django.template import engines
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -198,53 +195,7 @@ def readings_from_csv(text: str) -> tuple[list[dict], list[int]]:
     return rows, lines
 
 
-@cache
-def template(text: str):
-    return engines["django"].from_string(text)
 
-
-CHANGE_LIST = """{% extends "admin/change_list.html" %}
-{% load admin_urls %}
-{% block object-tools-items %}
-  {% if can_import %}<li><a href="{% url opts|admin_urlname:'import' %}">Import CSV</a></li>{% endif %}
-  {{ block.super }}
-{% endblock %}"""
-
-IMPORT_PAGE = """{% extends "admin/base_site.html" %}
-{% load admin_urls static %}
-{% block extrastyle %}{{ block.super }}<link rel="stylesheet" href="{% static 'admin/css/forms.css' %}">{% endblock %}
-{% block bodyclass %}{{ block.super }} app-{{ opts.app_label }} model-{{ opts.model_name }} change-form{% endblock %}
-{% block breadcrumbs %}<div class="breadcrumbs">
-  <a href="{% url 'admin:index' %}">Home</a>
-  &rsaquo; <a href="{% url 'admin:app_list' app_label=opts.app_label %}">{{ opts.app_config.verbose_name }}</a>
-  &rsaquo; <a href="{% url opts|admin_urlname:'changelist' %}">{{ opts.verbose_name_plural|capfirst }}</a>
-  &rsaquo; Import CSV
-</div>{% endblock %}
-{% block content %}
-{% if row_errors %}
-  <h2>Rejected rows</h2>
-  <table class="row-errors">
-    <thead><tr><th>line</th><th>field</th><th>error</th></tr></thead>
-    <tbody>{% for row in row_errors %}{% for field, messages in row.errors.items %}{% for message in messages %}
-      <tr><td>{{ row.line }}</td><td>{{ field }}</td><td>{{ message }}</td></tr>
-    {% endfor %}{% endfor %}{% endfor %}</tbody>
-  </table>
-  {% if row_errors_hidden %}<p>… and {{ row_errors_hidden }} more rejected row{{ row_errors_hidden|pluralize }}.</p>{% endif %}
-{% endif %}
-<form method="post" enctype="multipart/form-data" novalidate>{% csrf_token %}
-  {{ form.non_field_errors }}
-  <fieldset class="module aligned">
-    {% for field in form %}
-      <div class="form-row{% if field.errors %} errors{% endif %}">
-        {{ field.errors }}
-        <div class="flex-container">{{ field.label_tag }} {{ field }}</div>
-        {% if field.help_text %}<div class="help">{{ field.help_text }}</div>{% endif %}
-      </div>
-    {% endfor %}
-  </fieldset>
-  <div class="submit-row"><input type="submit" class="default" value="Import"></div>
-</form>
-{% endblock %}"""
 
 
 @admin.register(PowerReading)
@@ -257,9 +208,7 @@ class PowerReadingAdmin(admin.ModelAdmin):
     date_hierarchy = "hour"
     show_full_result_count = False
 
-    @property
-    def change_list_template(self):
-        return template(CHANGE_LIST)
+    change_list_template = "admin/infra_inventory/powerreading/change_list.html"
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -311,7 +260,7 @@ class PowerReadingAdmin(admin.ModelAdmin):
                                           f"{recorded.changed:,}; already recorded: "
                                           f"{recorded.received - recorded.changed:,}.")
                 return HttpResponseRedirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"))
-        return TemplateResponse(request, template(IMPORT_PAGE), {
+        return TemplateResponse(request, "admin/infra_inventory/powerreading/import.html", {
             **self.admin_site.each_context(request), "opts": self.opts, "title": "Import power readings",
             "form": form, "row_errors": row_errors[:ROW_ERRORS_SHOWN],
             "row_errors_hidden": max(0, len(row_errors) - ROW_ERRORS_SHOWN),
