@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from billing.models import BilledUsage, CreditEntry, CreditNote, DocumentCounter, Invoice, InvoiceLine
 from billing.rating import PriceMissing, RatedInvoice
@@ -92,25 +92,13 @@ def _lines_replace(invoices: list[Invoice], rated: dict[str, RatedInvoice]) -> N
 
 def _live_invoices_locked(customers: list[Customer], period: date, *, as_of: datetime) -> dict[int, Invoice]:
     """The live invoice of each customer for the period, locked; new drafts where missing.
-    A concurrent run may create some first: then they are taken one by one."""
+    The caller holds the customers' row locks, so no other run creates them meanwhile (and
+    the partial unique constraint would refuse a second live invoice if one tried)."""
     live = {i.customer_id: i for i in Invoice.objects.select_for_update().filter(
         customer__in=customers, period=period).exclude(status=Invoice.Status.VOID).order_by("pk")}
-    missing = [c for c in customers if c.pk not in live]
-    try:
-        with transaction.atomic():
-            created = Invoice.objects.bulk_create(
-                Invoice(customer=c, period=period, currency=c.currency, computed_at=as_of) for c in missing)
-    except IntegrityError:
-        created = []
-        for customer in missing:
-            try:
-                with transaction.atomic():
-                    created.append(Invoice.objects.create(customer=customer, period=period,
-                                                          currency=customer.currency, computed_at=as_of))
-            except IntegrityError:
-                created.append(Invoice.objects.select_for_update().get(customer=customer, period=period,
-                                                                       status=Invoice.Status.DRAFT))
-    live.update((i.customer_id, i) for i in created)
+    live.update((i.customer_id, i) for i in Invoice.objects.bulk_create(
+        Invoice(customer=c, period=period, currency=c.currency, computed_at=as_of)
+        for c in customers if c.pk not in live))
     for customer in customers:
         live[customer.pk].customer = customer
     return live
