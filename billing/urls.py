@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing import apis, invoice_apis
+from billing import apis, invoice_apis, webhook_apis
 from billing.services.invoices import invoice_finalize, invoice_mark_paid, invoice_void
 
 urlpatterns = [
@@ -23,4 +23,9 @@ urlpatterns = [
     path("invoices/<int:invoice_id>/credit-notes", invoice_apis.CreditNoteApi.as_view(), name="invoice-credit-notes"),
     path("billing-runs", invoice_apis.BillingRunListApi.as_view(), name="billing-runs"),
     path("billing-runs/<int:run_id>", invoice_apis.BillingRunDetailApi.as_view(), name="billing-run-detail"),
+    path("webhook-endpoints", webhook_apis.WebhookEndpointListApi.as_view(), name="webhook-endpoints"),
+    path("webhook-endpoints/<int:endpoint_id>", webhook_apis.WebhookEndpointDetailApi.as_view(),
+         name="webhook-endpoint-detail"),
+    path("webhook-endpoints/<int:endpoint_id>/deliveries", webhook_apis.WebhookDeliveryListApi.as_view(),
+         name="webhook-endpoint-deliveries"),
 ]
