@@ -19,7 +19,7 @@ from billing.rating.money import unit_price_text
 from billing.services.contracts import contract_put
 from billing.services.credits import credit_grant
 from billing.services.price_books import price_book_create
-from config.api import NextPagination, customer_scope_of
+from config.api import NextPagination, PeriodQuerySerializer, customer_scope_of, group_by_keys, on_the_hour
 from metering.models import Customer, ModelTierChange, ServiceTier
 from metering.services import utc_now
 
@@ -36,36 +36,19 @@ def customer_visible(request, customer_id: str) -> Customer:
     return get_object_or_404(Customer, customer_id=customer_id)
 
 
-def on_the_hour(value):
-    if value.minute or value.second or value.microsecond:
-        raise serializers.ValidationError("Must be on an hour boundary: usage is priced per hour.")
-    return value
-
-
 # --- usage -----------------------------------------------------------------------
 
 
-class UsageQuerySerializer(serializers.Serializer):
+class UsageQuerySerializer(PeriodQuerySerializer):
     customer_id = serializers.CharField(required=False, max_length=64)
-    start = serializers.DateTimeField(help_text="Inclusive, on an hour boundary.", validators=[on_the_hour])
-    end = serializers.DateTimeField(help_text="Exclusive, on an hour boundary.", validators=[on_the_hour])
     group_by = serializers.CharField(required=False, default="",
                                      help_text="Comma list of " + ", ".join(selectors.USAGE_GROUP_KEYS))
 
     def validate_group_by(self, value):
-        keys = [k.strip() for k in value.split(",") if k.strip()]
-        unknown = [k for k in keys if k not in selectors.USAGE_GROUP_KEYS]
-        if unknown:
-            raise serializers.ValidationError(
-                f"Unknown key(s) {', '.join(unknown)}; use {', '.join(selectors.USAGE_GROUP_KEYS)}.")
+        keys = group_by_keys(value, selectors.USAGE_GROUP_KEYS)
         if "hour" in keys and "day" in keys:
             raise serializers.ValidationError("Group by hour or by day, not both.")
         return keys
-
-    def validate(self, attrs):
-        if attrs["end"] <= attrs["start"]:
-            raise serializers.ValidationError({"end": ["Must be after start."]})
-        return attrs
 
 
 class UsageApi(APIView):

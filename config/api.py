@@ -5,12 +5,13 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
-from rest_framework import exceptions, permissions, throttling
+from rest_framework import exceptions, permissions, serializers, throttling
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.pagination import CursorPagination, LimitOffsetPagination
 from rest_framework.response import Response
@@ -145,6 +146,49 @@ class KeyRateThrottle(throttling.SimpleRateThrottle):
         if request.auth is None:
             return None
         return f"throttle:{self.bucket}:{request.auth.key_hash[:24]}"
+
+
+# --- periods and groupings in query strings ---------------------------------------------
+
+
+def is_on_the_hour(moment: datetime) -> bool:
+    """Rollups, prices and allocated costs are kept per UTC hour: an instant is usable as a
+    boundary when it starts one (10:00+05:30 does not)."""
+    utc = moment.astimezone(UTC)
+    return not (utc.minute or utc.second or utc.microsecond)
+
+
+def on_the_hour(value: datetime | None) -> datetime | None:
+    """A serializer field validator: `is_on_the_hour`, or a field error."""
+    if value is not None and not is_on_the_hour(value):
+        raise serializers.ValidationError("Must be on an hour boundary (UTC): usage, prices and costs are hourly.")
+    return value
+
+
+def group_by_keys(value: str, allowed: tuple[str, ...]) -> list[str]:
+    """A comma list of grouping keys, each one of `allowed`, none twice."""
+    keys = [k.strip() for k in value.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in allowed]
+    if unknown:
+        raise serializers.ValidationError(f"Unknown key(s) {', '.join(unknown)}; use {', '.join(allowed)}.")
+    if len(set(keys)) != len(keys):
+        raise serializers.ValidationError("A key is named twice.")
+    return keys
+
+
+class PeriodQuerySerializer(serializers.Serializer):
+    """`start` (inclusive) and `end` (exclusive), both on the hour; at most `days_max` apart."""
+
+    start = serializers.DateTimeField(help_text="Inclusive, on an hour boundary.", validators=[on_the_hour])
+    end = serializers.DateTimeField(help_text="Exclusive, on an hour boundary.", validators=[on_the_hour])
+    days_max: int | None = None
+
+    def validate(self, attrs):
+        if attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError({"end": ["Must be after start."]})
+        if self.days_max is not None and attrs["end"] - attrs["start"] > timedelta(days=self.days_max):
+            raise serializers.ValidationError({"end": [f"At most {self.days_max} days after start."]})
+        return attrs
 
 
 # --- request bodies ----------------------------------------------------------------

@@ -24,9 +24,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from billing.admin.common import ReadOnlyAdmin
-from config.api import DomainError
+from config.api import DomainError, is_on_the_hour
 from infra_inventory.inventory_services import (
-    READING_FIELDS, READINGS_MAX, PowerReadingsRejected, on_the_hour, power_readings_check, power_readings_record,
+    READING_FIELDS, READINGS_MAX, PowerReadingsRejected, power_readings_check, power_readings_record,
 )
 from infra_inventory.models import (
     AllocatedHour, Cluster, ClusterHourCost, CostAllocation, Datacenter, Deployment, HardwareSku, MarginAlert,
@@ -52,7 +52,7 @@ class OnTheHourForm(forms.ModelForm):
         cleaned = super().clean()
         for name in self.hour_fields:
             value = cleaned.get(name)
-            if value is not None and not on_the_hour(value):
+            if value is not None and not is_on_the_hour(value):
                 self.add_error(name, "Must be on an hour boundary (UTC): costs are allocated per hour.")
         return cleaned
 

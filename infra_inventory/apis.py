@@ -14,10 +14,10 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import NextPagination, json_body
+from config.api import NextPagination, json_body, on_the_hour
 from infra_inventory.allocation import TokenWeights
 from infra_inventory.inventory_services import (
-    READINGS_MAX, cluster_create, datacenter_create, deployment_create, hardware_sku_create, on_the_hour,
+    READINGS_MAX, cluster_create, datacenter_create, deployment_create, hardware_sku_create,
     power_contract_create, power_readings_record,
 )
 from infra_inventory.models import Cluster, Datacenter, Deployment, HardwareSku, PowerContract, PowerReading
@@ -26,12 +26,6 @@ from metering.services import utc_now
 
 READINGS_BYTES_MAX = 5 * 1024 * 1024
 INT_MAX = 2_147_483_647  # the columns are Postgres integers
-
-
-def hour_boundary(value):
-    if not on_the_hour(value):
-        raise serializers.ValidationError("Must be on an hour boundary (UTC): costs are allocated per hour.")
-    return value
 
 
 def by_name(model, kind: str, **kwargs) -> serializers.SlugRelatedField:
@@ -133,7 +127,7 @@ class DatacenterListApi(InventoryListApi):
 
 class PowerContractSerializer(serializers.Serializer):
     datacenter = by_name(Datacenter, "datacenter")
-    effective_from = serializers.DateTimeField(validators=[hour_boundary],
+    effective_from = serializers.DateTimeField(validators=[on_the_hour],
                                                help_text="In force from this hour until the next contract.")
     price_per_kwh = serializers.DecimalField(max_digits=8, decimal_places=4, min_value=Decimal(0),
                                              help_text="USD per kWh.")
@@ -159,8 +153,8 @@ class ClusterSerializer(serializers.Serializer):
     datacenter = by_name(Datacenter, "datacenter")
     sku = by_name(HardwareSku, "hardware SKU")
     accelerator_count = serializers.IntegerField(min_value=1, max_value=INT_MAX)
-    in_service_from = serializers.DateTimeField(validators=[hour_boundary])
-    in_service_to = serializers.DateTimeField(validators=[hour_boundary], required=False, allow_null=True,
+    in_service_from = serializers.DateTimeField(validators=[on_the_hour])
+    in_service_to = serializers.DateTimeField(validators=[on_the_hour], required=False, allow_null=True,
                                               default=None, help_text="Exclusive; null while in service.")
 
     def validate(self, attrs):

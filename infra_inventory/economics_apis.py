@@ -3,7 +3,7 @@ margin alerts, and the FOCUS cost export. Thin: validate, call one selector, ser
 Every figure is rounded as infra_inventory.selectors says, and nowhere else."""
 
 import csv
-from datetime import UTC, timedelta
+from datetime import UTC
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
@@ -14,10 +14,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.views import APIView
 
-from billing.apis import on_the_hour
 from billing.rating.money import money_text as money
 from billing.rating.money import unit_price_text
-from config.api import NextPagination
+from config.api import NextPagination, PeriodQuerySerializer, group_by_keys
 from infra_inventory import selectors
 from infra_inventory.margins import alert_payload
 from infra_inventory.selectors import ClusterDayCost, Figures, month_bounds
@@ -35,16 +34,8 @@ def instant_text(value) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-class RangeSerializer(serializers.Serializer):
-    start = serializers.DateTimeField(help_text="Inclusive, on an hour boundary.", validators=[on_the_hour])
-    end = serializers.DateTimeField(help_text="Exclusive, on an hour boundary.", validators=[on_the_hour])
-
-    def validate(self, attrs):
-        if attrs["end"] <= attrs["start"]:
-            raise serializers.ValidationError({"end": ["Must be after start."]})
-        if attrs["end"] - attrs["start"] > timedelta(days=RANGE_DAYS_MAX):
-            raise serializers.ValidationError({"end": [f"At most {RANGE_DAYS_MAX} days after start."]})
-        return attrs
+class RangeSerializer(PeriodQuerySerializer):
+    days_max = RANGE_DAYS_MAX
 
 
 class UnitEconomicsQuerySerializer(RangeSerializer):
@@ -52,14 +43,7 @@ class UnitEconomicsQuerySerializer(RangeSerializer):
                                      help_text="Comma list of " + ", ".join(selectors.ECONOMICS_GROUP_KEYS))
 
     def validate_group_by(self, value):
-        keys = [k.strip() for k in value.split(",") if k.strip()]
-        unknown = [k for k in keys if k not in selectors.ECONOMICS_GROUP_KEYS]
-        if unknown:
-            raise serializers.ValidationError(
-                f"Unknown key(s) {', '.join(unknown)}; use {', '.join(selectors.ECONOMICS_GROUP_KEYS)}.")
-        if len(set(keys)) != len(keys):
-            raise serializers.ValidationError("A key is named twice.")
-        return keys
+        return group_by_keys(value, selectors.ECONOMICS_GROUP_KEYS)
 
 
 def figures_json(figures: Figures) -> dict:

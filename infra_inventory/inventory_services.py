@@ -21,7 +21,7 @@ import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.utils.dateparse import parse_datetime
 
-from config.api import DomainError, PayloadTooLarge
+from config.api import DomainError, PayloadTooLarge, is_on_the_hour
 from infra_inventory.allocation import TokenWeights
 from infra_inventory.models import Cluster, Datacenter, Deployment, HardwareSku, PowerContract, PowerReading
 
@@ -45,10 +45,6 @@ class PowerReadingsRejected(DomainError):
     code = "power_readings_rejected"
     status = 422
     title = "Power readings rejected"
-
-
-def on_the_hour(moment: datetime) -> bool:
-    return not (moment.minute or moment.second or moment.microsecond)
 
 
 def _insert(instance, *, conflict: InventoryConflict):
@@ -146,7 +142,7 @@ def _hour_parse(value) -> tuple[datetime | None, str | None]:
     else:
         return None, "Must be an RFC 3339 instant as a string."
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)  # naive: UTC
-    if not on_the_hour(moment):
+    if not is_on_the_hour(moment):
         return None, "Must be on an hour boundary (UTC): a reading covers one whole hour."
     return moment, None
 

@@ -13,7 +13,10 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import DomainError, json_body, NextCursorPagination, NextPagination, PayloadTooLarge, RuleViolation, customer_scope_of
+from config.api import (
+    DomainError, NextCursorPagination, NextPagination, PayloadTooLarge, RuleViolation, customer_scope_of, json_body,
+    on_the_hour,
+)
 from metering import selectors
 from metering.models import CatalogModel, Customer, DeadLetter
 from metering.producer import events_produce
@@ -173,12 +176,8 @@ class CatalogModelListApi(APIView):
 
 class TierChangeSerializer(serializers.Serializer):
     tier = serializers.SlugField(max_length=32)
-    effective_from = serializers.DateTimeField(help_text="On an hour boundary: usage is priced per hour.")
-
-    def validate_effective_from(self, value):
-        if value.minute or value.second or value.microsecond:
-            raise serializers.ValidationError("Must be on an hour boundary: usage is priced per hour.")
-        return value
+    effective_from = serializers.DateTimeField(help_text="On an hour boundary: usage is priced per hour.",
+                                               validators=[on_the_hour])
 
 
 class ModelTierChangeApi(APIView):

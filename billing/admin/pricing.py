@@ -27,11 +27,11 @@ from billing.models import Contract, ContractPrice, ContractVolumeBand, CreditEn
 from billing.services.contracts import contract_put
 from billing.services.credits import credit_grant
 from billing.services.price_books import price_book_changes, price_book_draft_from, price_book_publish
-from config.api import DomainError
+from config.api import DomainError, is_on_the_hour
 
 
 def on_the_hour(value: datetime | None) -> datetime | None:
-    if value is not None and (value.minute or value.second or value.microsecond):
+    if value is not None and not is_on_the_hour(value):
         raise ValidationError("Must be on an hour boundary: usage is priced per hour.")
     return value
 
