@@ -10,6 +10,7 @@ demo: setup
 	$(PY) -m scripts.demo
 
 test: setup
+	bash scripts/system_packages.sh
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: setup

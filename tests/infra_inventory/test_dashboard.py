@@ -1,7 +1,7 @@
 """The finance dashboard: who may open it, and, in headless Chromium against a live server,
 that its four charts draw from the unit-economics API and show the API's own figures.
 
-The browser test needs Debian's `chromium` (.ci/apt-packages.txt) and the `playwright`
+The browser test needs Debian's `chromium` (scripts/system-packages.txt, installed by `make test`) and the `playwright`
 Python package (dev extras); it never downloads a browser. A screenshot of the page is
 kept in artifacts/dashboard.png.
 """
