@@ -1,6 +1,7 @@
 """REST endpoints of billing (API.md: Usage amounts, Catalog, prices, customers). Thin:
 validate, call one service or selector, serialize."""
 
+from datetime import datetime
 from decimal import Decimal
 
 from drf_spectacular.types import OpenApiTypes
@@ -259,12 +260,18 @@ class CreditListApi(APIView):
         return Response(CreditEntrySerializer(entry).data, status=status.HTTP_201_CREATED)
 
 
+def usage_dates_json(start: datetime | None, end: datetime | None) -> dict:
+    """A usage line's stretch of time, [usage_start, usage_end), null on other lines."""
+    return {"usage_start": start.isoformat() if start else None, "usage_end": end.isoformat() if end else None}
+
+
 def rated_invoice_json(rated: RatedInvoice) -> dict:
     return {
         "lines": [{"kind": line.kind, "description": line.description, "model": line.model or None,
                    "service_tier": line.service_tier or None, "token_class": line.token_class or None,
                    "tokens": line.tokens or None, "unit_price": unit_price_text(line.unit_price),
-                   "amount": money(line.amount), "period": line.period or None} for line in rated.lines],
+                   "amount": money(line.amount), "period": line.period or None,
+                   **usage_dates_json(line.usage_start, line.usage_end)} for line in rated.lines],
         "subtotal": money(rated.subtotal),
         "credits_applied": money(rated.credits_applied),
         "total": money(rated.total),

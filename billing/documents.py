@@ -10,7 +10,7 @@ document always renders to the same bytes.
 import csv
 import io
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from xml.sax.saxutils import escape
 
@@ -28,14 +28,14 @@ from billing.models import CreditNote, Invoice, InvoiceLine
 from metering.models import Customer
 
 CSV_HEADER = ("position", "kind", "description", "model", "service_tier", "token_class", "tokens", "unit_price",
-              "amount", "usage_period", "currency")
+              "amount", "usage_period", "usage_start", "usage_end", "currency")
 USAGE_KINDS = (InvoiceLine.Kind.USAGE, InvoiceLine.Kind.LATE_USAGE)
 WATERMARKS = {Invoice.Status.DRAFT: "DRAFT", Invoice.Status.VOID: "VOID"}
 STYLES = getSampleStyleSheet()
 STYLES.add(ParagraphStyle("Cell", parent=STYLES["Normal"], fontSize=9, leading=11))
 STYLES.add(ParagraphStyle("DocumentTitle", parent=STYLES["Title"], spaceBefore=8 * mm, spaceAfter=6 * mm))
 MARGIN = 18 * mm
-LINE_COLUMN_WIDTHS = (72 * mm, 22 * mm, 28 * mm, 27 * mm, 30 * mm)
+LINE_COLUMN_WIDTHS = (66 * mm, 28 * mm, 28 * mm, 27 * mm, 30 * mm)
 GRID = [("FONT", (0, 0), (-1, -1), "Helvetica", 9), ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 9),
         ("LINEBELOW", (0, 0), (-1, 0), 0.75, colors.black), ("VALIGN", (0, 0), (-1, -1), "TOP"),
         ("ALIGN", (1, 0), (-1, -1), "RIGHT")]
@@ -73,7 +73,7 @@ def invoice_csv(invoice: Invoice) -> str:
         tokens = line.tokens if line.kind in USAGE_KINDS else ""
         writer.writerow([line.position, line.kind, line.description, line.model, line.service_tier, line.token_class,
                          tokens, unit_price_text(line.unit_price) or "", money(line.amount), line.usage_period,
-                         invoice.currency])
+                         _instant(line.usage_start), _instant(line.usage_end), invoice.currency])
     return out.getvalue()
 
 
@@ -96,7 +96,7 @@ def _invoice_terms(invoice: Invoice) -> str:
 
 def _lines_table(lines: list[InvoiceLine], *, currency: str) -> Table:
     header = ["Description", "Usage period", "Tokens", "Unit price / 1M", f"Amount ({currency})"]
-    rows = [[_paragraph(line.description, "Cell"), line.usage_period,
+    rows = [[_paragraph(line.description, "Cell"), _paragraph(usage_dates_text(line), "Cell"),
              f"{line.tokens:,}" if line.kind in USAGE_KINDS else "",
              unit_price_text(line.unit_price) or "", _amount(line.amount)] for line in lines]
     # Rules, not filled rows, so a watermark drawn under the page content stays visible.
@@ -191,6 +191,19 @@ def _amount(amount: Decimal) -> str:
 
 def _sum(amounts: Iterable[Decimal]) -> Decimal:
     return sum(amounts, Decimal(0))
+
+
+def usage_dates_text(line: InvoiceLine) -> str:
+    """The days a usage line covers, both inclusive ("2026-10-01 – 2026-10-14"); its end is
+    exclusive, so the last day is the one holding the instant before it."""
+    if line.usage_start is None or line.usage_end is None:
+        return line.usage_period
+    first, last = _date(line.usage_start), _date(line.usage_end - timedelta(microseconds=1))
+    return first if first == last else f"{first} – {last}"
+
+
+def _instant(moment: datetime | None) -> str:
+    return "" if moment is None else moment.astimezone(UTC).isoformat()
 
 
 def _date(moment: datetime | None) -> str:

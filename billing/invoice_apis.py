@@ -11,7 +11,7 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.apis import actor_of
+from billing.apis import actor_of, usage_dates_json
 from billing.rating.money import money_text as money
 from billing.rating.money import unit_price_text
 from billing.models import BillingRun, CreditNote, Invoice
@@ -36,7 +36,8 @@ def invoice_json(invoice: Invoice) -> dict:
         "lines": [{"kind": line.kind, "description": line.description, "model": line.model or None,
                    "service_tier": line.service_tier or None, "token_class": line.token_class or None,
                    "tokens": line.tokens or None, "unit_price": unit_price_text(line.unit_price),
-                   "amount": money(line.amount), "period": line.usage_period or None}
+                   "amount": money(line.amount), "period": line.usage_period or None,
+                   **usage_dates_json(line.usage_start, line.usage_end)}
                   for line in invoice.lines.all()],
         "subtotal": money(invoice.subtotal), "total": money(invoice.total),
         "credited": money(credited), "issued_at": invoice.issued_at.isoformat() if invoice.issued_at else None,

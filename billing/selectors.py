@@ -88,23 +88,28 @@ def credit_balance(*, customer_id: str) -> Decimal:
     return credit_balances(customer_ids=[customer_id]).get(customer_id, Decimal(0))
 
 
-def quantities_from_rows(rows, *, boundaries: list[datetime] = ()) -> dict[str, list[Quantity]]:
+def quantities_from_rows(rows, *, boundaries: list[datetime] = (), end: datetime | None = None
+                         ) -> dict[str, list[Quantity]]:
     """Hourly rows (customer, model, service tier, hour, input, cached, output) → per-customer
-    quantities of the priced token classes, summed over each stretch between boundaries
-    (instants where a tier or price may change), so that each sum is priced once."""
+    quantities of the priced token classes, summed over each stretch [boundary, next boundary
+    or `end`) (boundaries are instants where a tier or price may change), so that each sum is
+    priced once. Without boundaries, each row stays one hour."""
     starts = sorted(boundaries)
     sums: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
     for customer_id, model, service_tier, hour, input_tokens, cached, output in rows:
         index = bisect_right(starts, hour) - 1
-        segment = starts[index] if index >= 0 else hour
+        if index < 0:
+            segment = (hour, None)
+        else:
+            segment = (starts[index], starts[index + 1] if index + 1 < len(starts) else end)
         total = sums[(customer_id, model, service_tier, segment)]
         total[0] += input_tokens - cached
         total[1] += cached
         total[2] += output
     by_customer: dict[str, list[Quantity]] = defaultdict(list)
-    for (customer_id, model, service_tier, segment), tokens in sums.items():
+    for (customer_id, model, service_tier, (segment, until)), tokens in sums.items():
         by_customer[customer_id].extend(
-            Quantity(model, service_tier, token_class, segment, int(count))
+            Quantity(model, service_tier, token_class, segment, int(count), until)
             for token_class, count in zip(("input", "cached_input", "output"), tokens)
         )
     return by_customer
@@ -226,9 +231,9 @@ def period_rate(*, customer_ids: list[str] | None, start: datetime, end: datetim
     contract. `usage` may be given (a finalization rates exactly what it snapshots)."""
     schedule = price_schedule()
     usage = usage or period_usage(customer_ids=customer_ids, start=start, end=end)
-    own = quantities_from_rows(usage.own, boundaries=segment_boundaries(schedule, start, end))
-    late_start = min((row[3] for row in usage.late), default=start)
-    late = quantities_from_rows(usage.late, boundaries=segment_boundaries(schedule, late_start, start))
+    own = quantities_from_rows(usage.own, boundaries=segment_boundaries(schedule, start, end), end=end)
+    late_start = month_bounds(min((row[3] for row in usage.late), default=start))[0]
+    late = quantities_from_rows(usage.late, boundaries=segment_boundaries(schedule, late_start, start), end=start)
     terms = terms_for_customers(customer_ids=customer_ids, start=start, end=end)
     balances = credit_balances(customer_ids=customer_ids)
     return {

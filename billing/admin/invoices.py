@@ -34,6 +34,7 @@ from django.utils.html import format_html
 from django.utils.http import content_disposition_header
 
 from billing.admin.common import ReadOnlyAdmin, ReadOnlyPermissions, actor_of
+from billing.documents import usage_dates_text
 from billing.models import CreditNote, Invoice, InvoiceLine
 from billing.rating import PriceMissing
 from billing.services.invoices import credit_note_issue, invoice_finalize, invoice_mark_paid, invoice_void
@@ -129,11 +130,15 @@ class PeriodFilter(admin.SimpleListFilter):
 class InvoiceLineInline(ReadOnlyPermissions, admin.TabularInline):
     model = InvoiceLine
     fields = ["position", "kind", "description", "model", "service_tier", "token_class", "tokens", "unit_price",
-              "amount", "usage_period"]
+              "amount", "usage_dates"]
     readonly_fields = fields
     ordering = ["position"]
     extra = 0
     can_delete = False
+
+    @admin.display(description="Usage period")
+    def usage_dates(self, line: InvoiceLine) -> str:
+        return usage_dates_text(line)
 
 
 def credit_note_pdf_link(note: CreditNote) -> str:

@@ -72,6 +72,9 @@ class InvoiceLine(models.Model):
     unit_price = models.DecimalField(max_digits=18, decimal_places=6, null=True, blank=True)
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     usage_period = models.CharField(max_length=7, blank=True, help_text="YYYY-MM of late usage.")
+    usage_start = models.DateTimeField(null=True, blank=True, help_text="Usage lines: the stretch of time priced, "
+                                       "[start, end); a price change mid-period splits a key into several lines.")
+    usage_end = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["invoice", "position"]

@@ -2,6 +2,8 @@
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from billing.rating.money import line_amount, round_cents
@@ -12,10 +14,26 @@ from billing.rating.types import (
 LineKey = tuple[str, str, str, Decimal, str]  # model, service tier, class, unit price, period
 
 
+@dataclass(slots=True)
+class _Tokens:
+    """Tokens of one line and the stretch of time they were served in: from the first
+    quantity's start to the last one's end (a price that comes back after a change makes
+    one line whose stretch spans the change)."""
+
+    count: int = 0
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def add(self, q: Quantity, count: int) -> None:
+        self.count += count
+        self.start = q.hour if self.start is None else min(self.start, q.hour)
+        self.end = q.ends_at if self.end is None else max(self.end, q.ends_at)
+
+
 def _unit_tokens(quantities: Iterable[Quantity], *, schedule: PriceSchedule, terms: ContractTerms,
-                 graduated: bool, late: bool) -> dict[LineKey, int]:
+                 graduated: bool, late: bool) -> dict[LineKey, _Tokens]:
     """Tokens per (model, service tier, class, unit price[, period]): summed first, priced later."""
-    tokens: dict[LineKey, int] = defaultdict(int)
+    tokens: dict[LineKey, _Tokens] = defaultdict(_Tokens)
     banded: dict[PriceKey, list[Quantity]] = defaultdict(list)
     for q in quantities:
         if q.tokens == 0:
@@ -25,12 +43,12 @@ def _unit_tokens(quantities: Iterable[Quantity], *, schedule: PriceSchedule, ter
         if graduated and key in terms.volume_tiers:
             banded[key].append(q)
         elif key in terms.unit_price_overrides:
-            tokens[(q.model, q.service_tier, q.token_class, terms.unit_price_overrides[key], period)] += q.tokens
+            tokens[(q.model, q.service_tier, q.token_class, terms.unit_price_overrides[key], period)].add(q, q.tokens)
         else:
-            tokens[(q.model, q.service_tier, q.token_class, schedule.price_at(key, q.hour), period)] += q.tokens
+            tokens[(q.model, q.service_tier, q.token_class, schedule.price_at(key, q.hour), period)].add(q, q.tokens)
     for key, items in banded.items():
         for q, band_tokens, price in _graduated_split(items, terms.volume_tiers[key]):
-            tokens[(q.model, q.service_tier, q.token_class, price, "")] += band_tokens
+            tokens[(q.model, q.service_tier, q.token_class, price, "")].add(q, band_tokens)
     return tokens
 
 
@@ -53,14 +71,15 @@ def _graduated_split(quantities: list[Quantity], bands: tuple[Band, ...]):
             raise ValueError("volume tiers must end with an open-ended band")
 
 
-def _usage_lines(tokens: dict[LineKey, int], *, kind: str) -> list[Line]:
+def _usage_lines(tokens: dict[LineKey, _Tokens], *, kind: str) -> list[Line]:
     lines = []
-    for (model, service_tier, token_class, price, period), count in sorted(tokens.items()):
+    for (model, service_tier, token_class, price, period), used in sorted(tokens.items(), key=lambda kv: kv[0]):
         label = f"{model} {service_tier} {token_class.replace('_', ' ')} tokens"
         lines.append(Line(
             kind=kind, description=label + (f" (usage of {period})" if period else ""),
-            amount=line_amount(tokens=count, unit_price_per_million=price), model=model, service_tier=service_tier,
-            token_class=token_class, tokens=count, unit_price=price, period=period,
+            amount=line_amount(tokens=used.count, unit_price_per_million=price), model=model,
+            service_tier=service_tier, token_class=token_class, tokens=used.count, unit_price=price, period=period,
+            usage_start=used.start, usage_end=used.end,
         ))
     return lines
 

@@ -2,10 +2,11 @@
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 TOKEN_CLASSES = ("input", "cached_input", "output")
+HOUR = timedelta(hours=1)
 PriceKey = tuple[str, str, str]  # (model tier, service tier, token class)
 
 
@@ -15,14 +16,19 @@ class PriceMissing(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Quantity:
-    """Tokens of one class, for one model and service tier, served from `hour` on: one
-    hour, or a longer segment over which no tier or price changes."""
+    """Tokens of one class, for one model and service tier, served in [hour, until): one
+    hour (until None), or a longer segment over which no tier or price changes."""
 
     model: str
     service_tier: str
     token_class: str
     hour: datetime
     tokens: int
+    until: datetime | None = None
+
+    @property
+    def ends_at(self) -> datetime:
+        return self.until or self.hour + HOUR
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +108,8 @@ class Line:
     tokens: int = 0
     unit_price: Decimal | None = None
     period: str = ""  # YYYY-MM of the usage, on late usage lines
+    usage_start: datetime | None = None  # [usage_start, usage_end): the stretch of time a usage line prices
+    usage_end: datetime | None = None
 
 
 @dataclass(frozen=True)

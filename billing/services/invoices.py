@@ -75,7 +75,8 @@ def document_numbers_next(*, prefix: str, year: int, count: int = 1) -> list[str
 def _line_rows(invoice: Invoice, rated: RatedInvoice) -> list[InvoiceLine]:
     return [InvoiceLine(invoice=invoice, position=position, kind=line.kind, description=line.description,
                         model=line.model, service_tier=line.service_tier, token_class=line.token_class,
-                        tokens=line.tokens, unit_price=line.unit_price, amount=line.amount, usage_period=line.period)
+                        tokens=line.tokens, unit_price=line.unit_price, amount=line.amount, usage_period=line.period,
+                        usage_start=line.usage_start, usage_end=line.usage_end)
             for position, line in enumerate(rated.lines, start=1)]
 
 

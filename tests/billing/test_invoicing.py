@@ -214,7 +214,9 @@ class TestApi:
                 "issued_at"} <= body.keys()
         assert body["lines"][0] == {"kind": "usage", "description": "gpt-5.4 standard input tokens", "model": "gpt-5.4",
                                     "service_tier": "standard", "token_class": "input", "tokens": 1_000_000,
-                                    "unit_price": "2.50", "amount": "2.50", "period": None}
+                                    "unit_price": "2.50", "amount": "2.50", "period": None,
+                                    "usage_start": "2026-10-01T00:00:00+00:00",
+                                    "usage_end": "2026-11-01T00:00:00+00:00"}
 
 
 class TestSchedule:
