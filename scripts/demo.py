@@ -43,6 +43,15 @@ def previous_month(now: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
+def demo_traffic(start: datetime, end: datetime):
+    """The demo month's requests, shaped and routed for the demo fleet (scripts.demo_costs)."""
+    from scripts.demo_costs import MODEL_WEIGHTS, SHAPES
+    from scripts.traffic import Traffic
+
+    return Traffic(customers=[c for c, _ in CUSTOMERS], models=[m for m, _ in MODELS], start=start, end=end,
+                   model_weights=MODEL_WEIGHTS, shapes=SHAPES)
+
+
 def broker_fresh() -> tuple[str, object]:
     """A clean local broker for this run, or the configured one."""
     from scripts import local_kafka
@@ -95,7 +104,7 @@ def run(events: int, bootstrap: str) -> None:
     from scripts.demo_billing import invoices_issue
     from scripts.demo_costs import fleet_seed, unit_economics_print
     from scripts.demo_pricing import invoices_print
-    from scripts.traffic import Traffic, messages_produce
+    from scripts.traffic import messages_produce
 
     call_command("migrate", verbosity=0)
     step(f"Kafka at {bootstrap}: topics {settings.KAFKA_USAGE_TOPIC}, {settings.KAFKA_USAGE_DLQ_TOPIC} (6 partitions)")
@@ -107,7 +116,7 @@ def run(events: int, bootstrap: str) -> None:
     print(f"catalog: {', '.join(f'{m} ({t})' for m, t in MODELS)}; {len(CUSTOMERS)} customers")
 
     start, end = previous_month(datetime.now(UTC))
-    traffic = Traffic(customers=[c for c, _ in CUSTOMERS], models=[m for m, _ in MODELS], start=start, end=end)
+    traffic = demo_traffic(start, end)
     step(f"producing {events:,} usage events served {start:%Y-%m-%d} – {end:%Y-%m-%d} (acks=all, keyed by customer)")
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024)
     half = events // 2

@@ -9,14 +9,20 @@ stale), so calling costs_allocate(start=, end=, as_of=) in between is optional: 
 called, nothing is allocated again.
 
 All inventory figures are demo figures, of the right order for late 2026 but not quotes:
-list prices per accelerator, board power, PUE and power prices. The clusters are small
-slices (one accelerator, or one CS-3 system): the demo's ~0.4 B tokens a month would fill
-about 1% of one accelerator, so its margins are what a near-empty fleet earns, not what a
-busy one does.
+list prices per accelerator, board power, PUE, power prices and serving capacity. The fleet
+is a scale model sized to the demo's 200,000 requests: each cluster is one accelerator (one
+CS-3 system), each model tier has clusters of its own, and the traffic keeps each busy about
+half the time on average, as a provider's fleet is; the CS-3 was commissioned at the end of
+the month and served nothing (idle cost). Capacity is what one accelerator sustains for the
+tier it serves at interactive latency, in weighted tokens (input × 1 + cached × 0.1 +
+output × 4) per second: a frontier-class replica spans many accelerators, so each streams
+little; a nano model is cheap to serve but sells for little, so its margin is thin.
 """
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+
+from scripts.traffic import Shape
 
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
@@ -32,23 +38,35 @@ SKUS = (
 DATACENTERS = (("iad-1", "us-east", "1.20"), ("ams-1", "eu-west", "1.35"))
 # datacenter, from (days after start; negative: before the month), USD per kWh
 POWER_CONTRACTS = (("iad-1", -365, "0.0800"), ("ams-1", -365, "0.1400"), ("ams-1", 14, "0.1600"))
-# name, datacenter, sku, accelerators, in service from (days after start), until (days after start)
+# name, datacenter, sku, accelerators, in service from (days after start; None: 6 hours before the end),
+# until, serving capacity per accelerator (weighted tokens per second, for the tier it serves)
 CLUSTERS = (
-    ("iad-h100-a", "iad-1", "h100-sxm", 1, -400, None),
-    ("iad-h200-a", "iad-1", "h200-sxm", 1, -200, None),
-    ("iad-b200-a", "iad-1", "b200", 1, -90, None),
-    ("ams-mi300x-a", "ams-1", "mi300x", 1, -300, None),
-    ("ams-trn2-a", "ams-1", "trn2", 1, 7, None),  # enters service on the 8th
-    ("iad-cs3-a", "iad-1", "cs-3", 1, None, None),  # commissioned 6 hours before the end, burn-in, no traffic
+    ("iad-h100-a", "iad-1", "h100-sxm", 1, -400, None, 350),   # frontier
+    ("iad-h200-a", "iad-1", "h200-sxm", 1, -200, None, 420),   # frontier
+    ("ams-mi300x-a", "ams-1", "mi300x", 1, -300, None, 320),   # frontier
+    ("iad-b200-a", "iad-1", "b200", 1, -90, None, 1000),       # mini
+    ("ams-trn2-a", "ams-1", "trn2", 1, -120, None, 1400),      # nano
+    ("ams-trn2-b", "ams-1", "trn2", 1, 7, None, 1400),         # nano, added capacity from the 8th
+    ("iad-cs3-a", "iad-1", "cs-3", 1, None, None, 0),          # commissioned at the end of the month: idle
 )
 # model tier, region → (cluster, share): where usage without a cluster is placed.
 DEPLOYMENTS = {
     ("frontier", "us-east"): (("iad-h100-a", "0.5"), ("iad-h200-a", "0.5")),
-    ("mini", "us-east"): (("iad-b200-a", "0.5"), ("iad-h200-a", "0.5")),
-    ("nano", "us-east"): (("iad-b200-a", "1"),),
+    ("mini", "us-east"): (("iad-b200-a", "1"),),
     ("frontier", "eu-west"): (("ams-mi300x-a", "1"),),
-    ("mini", "eu-west"): (("ams-mi300x-a", "1"),),
-    ("nano", "eu-west"): (("ams-mi300x-a", "1"),),
+    ("nano", "eu-west"): (("ams-trn2-a", "0.5"), ("ams-trn2-b", "0.5")),
+}
+# The demo's requests: share of requests per model and their shape. Frontier requests are
+# agentic, long and mostly cached; mini ones chat-sized; nano ones bulk document extraction.
+# Gateways tag most requests with the cluster that served them; untagged ones ("") are placed
+# by the deployments above; mini's few eu-west requests have no deployment: unplaced.
+MODEL_WEIGHTS = [0.5, 0.3, 0.2]
+SHAPES = {
+    "gpt-5.4": Shape(10.2, 0.5, 6.9, 0.5, (0.5, 0.7, 0.8, 0.9, 0.9), routes={
+        "us-east": (0.7, ("iad-h100-a", "iad-h200-a", "")), "eu-west": (0.3, ("ams-mi300x-a",))}),
+    "gpt-5.4-mini": Shape(9.75, 0.7, 7.8, 0.6, (0, 0.3, 0.5, 0.7, 0.8), routes={
+        "us-east": (0.95, ("iad-b200-a", "iad-b200-a", "")), "eu-west": (0.05, ("",))}),
+    "gpt-5.4-nano": Shape(11.2, 0.6, 8.15, 0.6, (0, 0, 0, 0.2, 0.5), routes={"eu-west": (1.0, ("",))}),
 }
 METERED_CLUSTER = "iad-h100-a"  # has hourly IT energy telemetry; the others are estimated
 
@@ -80,7 +98,7 @@ def fleet_seed(*, start: datetime, end: datetime) -> dict:
         PowerContract.objects.create(datacenter=datacenters[datacenter], effective_from=start + days * DAY,
                                      price_per_kwh=Decimal(price))
     clusters = {}
-    for name, datacenter, sku, count, since_days, until_days in CLUSTERS:
+    for name, datacenter, sku, count, since_days, until_days, _ in CLUSTERS:
         since = end - 6 * HOUR if since_days is None else start + since_days * DAY
         clusters[name] = Cluster.objects.create(
             name=name, datacenter=datacenters[datacenter], sku=skus[sku], accelerator_count=count,
@@ -161,38 +179,49 @@ def _worked_hour(start: datetime, end: datetime) -> None:
         print(f"  … and {shares.count() - 4} more; the shares sum to the hour's cost exactly (largest remainder)")
 
 
+def cluster_utilization(*, start: datetime, end: datetime) -> dict[str, float]:
+    """Per cluster with a demo capacity: weighted tokens served / (capacity × accelerators ×
+    seconds in service), from the allocated cluster-hours of [start, end)."""
+    from django.db.models import Count, Sum
+
+    from infra_inventory.models import ClusterHourCost
+
+    capacity = {name: per_s * count for name, _, _, count, _, _, per_s in CLUSTERS if per_s}
+    served = ClusterHourCost.objects.filter(hour__gte=start, hour__lt=end, cluster__name__in=capacity).values(
+        "cluster__name").annotate(weighted=Sum("weighted_tokens"), hours=Count("id"))
+    return {row["cluster__name"]: float(row["weighted"]) / (capacity[row["cluster__name"]] * 3600 * row["hours"])
+            for row in served}
+
+
 def unit_economics_print(*, start: datetime, end: datetime) -> None:
     """Tables by model tier and by datacenter, idle cost, unplaced tokens, one hour by hand."""
     from billing.rating.money import money_text as money
-    from infra_inventory.models import Cluster
     from infra_inventory.selectors import unit_economics
 
     _allocate_missing(start, end)
     by_tier = unit_economics(start=start, end=end, group_by=["model_tier"])
     by_datacenter = unit_economics(start=start, end=end, group_by=["datacenter"])
     by_cluster = unit_economics(start=start, end=end, group_by=["cluster"])
-    clusters = dict(Cluster.objects.values_list("name", "accelerator_count"))
     print("revenue: usage rated at the unit prices in force, before contract discounts, minimums and credits; "
           "costs: hardware amortization + power allocated by weighted tokens")
     _table(f"unit economics by model tier, {start:%Y-%m}", "model tier",
            [(r.keys["model_tier"], r.figures) for r in by_tier.rows])
     _table(f"unit economics by datacenter, {start:%Y-%m}", "datacenter",
            [(r.keys["datacenter"], r.figures) for r in by_datacenter.rows])
-    print(f"\n-- cluster cost, {start:%Y-%m} (idle: cluster-hours that served nothing)")
-    print(f"{'cluster':14} {'hours':>6} {'tokens':>13} {'allocated':>10} {'idle':>9} {'total':>10}")
+    utilization = cluster_utilization(start=start, end=end)
+    print(f"\n-- cluster cost, {start:%Y-%m} (idle: cluster-hours that served nothing; utilization: weighted "
+          "tokens served / demo capacity over the hours in service)")
+    print(f"{'cluster':14} {'hours':>6} {'tokens':>13} {'allocated':>10} {'idle':>9} {'total':>10} {'util.':>6}")
     for row in by_cluster.rows:
-        f = row.figures
-        print(f"{row.keys['cluster']:14} {f.cluster_hours or 0:>6} {f.tokens:>13,} "
+        f, name = row.figures, row.keys["cluster"]
+        print(f"{name:14} {f.cluster_hours or 0:>6} {f.tokens:>13,} "
               f"{money(f.hardware_cost_shown + f.power_cost_shown):>10} {money(f.idle_cost_shown):>9} "
-              f"{money(f.total_cost_shown):>10}")
+              f"{money(f.total_cost_shown):>10} {utilization.get(name, 0):>6.0%}")
     totals = by_tier.totals
     print(f"\nallocated {money(totals.hardware_cost_shown + totals.power_cost_shown)} + idle "
           f"{money(totals.idle_cost_shown)} = total {money(totals.total_cost_shown)} USD "
           f"(exactly: {totals.cost:f} + {totals.idle_cost:f} = "
           f"{totals.fleet_hardware_cost + totals.fleet_power_cost:f})")
-    accelerator_hours = sum(r.figures.cluster_hours * clusters[r.keys["cluster"]] for r in by_cluster.rows)
-    print(f"utilization: {totals.tokens:,} tokens in {accelerator_hours:,} accelerator-hours "
-          f"({totals.tokens // max(accelerator_hours, 1):,} tokens per accelerator-hour)")
     print(f"unplaced tokens: {by_tier.unplaced_tokens:,} (tagged with a cluster not in service at the time, "
           "or no deployment for their model and region): reported, never priced against a cost")
     if by_tier.hours_not_allocated:

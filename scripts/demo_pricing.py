@@ -37,14 +37,14 @@ def pricing_set_up(*, start: datetime, end: datetime, as_of: datetime) -> dateti
     price_book_create(effective_from=change_at, currency="USD", prices=price_list(change=MID_MONTH_CHANGE),
                       note="frontier output price cut", actor="demo", as_of=as_of)
     contract_put(customer_id="acme", effective_from=start - timedelta(days=90), effective_to=None,
-                 discount_percent=Decimal("10.00"), monthly_minimum=Decimal("400.00"), unit_price_overrides=[],
+                 discount_percent=Decimal("10.00"), monthly_minimum=Decimal("2500.00"), unit_price_overrides=[],
                  volume_tiers=[], actor="demo")
     contract_put(customer_id="globex", effective_from=start, effective_to=None, discount_percent=Decimal(0),
                  monthly_minimum=None, unit_price_overrides=[], actor="demo", volume_tiers=[
                      {"model_tier": "frontier", "service_tier": "standard", "token_class": "input",
                       "bands": [{"up_to": 10_000_000, "unit_price": Decimal("2.50")},
                                 {"up_to": None, "unit_price": Decimal("2.00")}]}])
-    credit_grant(customer_id="acme", amount=Decimal("100.00"), reason="demo prepaid credit", actor="demo",
+    credit_grant(customer_id="acme", amount=Decimal("500.00"), reason="demo prepaid credit", actor="demo",
                  as_of=as_of)
     return change_at
 
@@ -57,18 +57,21 @@ def invoices_print(*, customers: list[str], start: datetime, end: datetime, as_o
     change_at = pricing_set_up(start=start, end=end, as_of=as_of)
     print(f"price books: list prices; from {change_at:%Y-%m-%d %H:%M} UTC frontier output "
           f"{LIST_PRICES['frontier']['output']} → {MID_MONTH_CHANGE[2]} per 1M (batch ½, priority ×2)")
-    print("contracts: acme 10% discount, 400.00 monthly minimum, 100.00 prepaid credit; "
+    print("contracts: acme 10% discount, 2,500.00 monthly minimum, 500.00 prepaid credit; "
           "globex frontier standard input 2.50 up to 10M tokens, 2.00 beyond")
     previews = {c: upcoming_invoice(customer_id=c, as_of=end - timedelta(hours=1))[2] for c in customers}
     for customer_id in ("acme", "globex"):
         print(f"\n-- invoice preview {start:%Y-%m} for {customer_id} (GET /customers/{customer_id}/upcoming-invoice "
               "for that period)")
-        print(f"{'kind':10} {'model':13} {'service':9} {'class':13} {'tokens':>13} {'unit price':>11} {'amount':>11}")
+        print(f"{'kind':10} {'model':13} {'service':9} {'class':13} {'days':11} {'tokens':>13} {'unit price':>11} "
+              f"{'amount':>11}")
         for line in previews[customer_id].lines:
             tokens = f"{line.tokens:,}" if line.tokens else ""
-            print(f"{line.kind:10} {line.model:13} {line.service_tier:9} {line.token_class:13} {tokens:>13} "
+            days = f"{line.usage_start:%m-%d}–{line.usage_end - timedelta(microseconds=1):%m-%d}" \
+                if line.usage_start else ""
+            print(f"{line.kind:10} {line.model:13} {line.service_tier:9} {line.token_class:13} {days:11} {tokens:>13} "
                   f"{unit_price_text(line.unit_price) or '':>11} {money(line.amount):>11}")
-        print(f"{'total':>73} {money(previews[customer_id].total):>11}")
+        print(f"{'total':>85} {money(previews[customer_id].total):>11}")
     print(f"\n-- every customer, {start:%Y-%m}")
     print(f"{'customer':10} {'usage':>11} {'discount':>10} {'minimum':>10} {'credits':>10} {'total':>11}")
     for customer_id, rated in previews.items():

@@ -18,6 +18,23 @@ SERVICE_TIER_WEIGHTS = {"standard": 0.80, "batch": 0.15, "priority": 0.05}
 REGIONS = {"us-east": ("iad-h100-a", "iad-b200-a", ""), "eu-west": ("ams-mi300x-a", "ams-trn2-a", "")}
 
 
+@dataclass(frozen=True)
+class Shape:
+    """How one model's requests look: lognormal input and output token counts, the cached
+    share of the input drawn from `cached_shares`, and where they are served: region →
+    (weight, clusters the gateway tags; "" for untagged, placed by the deployment map)."""
+
+    input_mu: float = 7.0
+    input_sigma: float = 1.0
+    output_mu: float = 5.3
+    output_sigma: float = 0.9
+    cached_shares: tuple[float, ...] = (0, 0, 0.3, 0.6, 0.9)
+    routes: dict[str, tuple[float, tuple[str, ...]]] | None = None  # None: any region, REGIONS' clusters
+
+
+DEFAULT_SHAPE = Shape()
+
+
 @dataclass
 class Tally:
     """What a correct ledger holds after consuming every message."""
@@ -54,13 +71,15 @@ class Traffic:
     duplicate_rate: float = 0.03
     conflict_rate: float = 0.002
     invalid_rate: float = 0.003
+    model_weights: list[float] | None = None  # None: 45%, 35%, 20% of requests
+    shapes: dict[str, Shape] = field(default_factory=dict)  # per model; DEFAULT_SHAPE otherwise
     tally: Tally = field(default_factory=Tally)
 
     def __post_init__(self):
         self.rng = random.Random(self.seed)
         # A few customers carry most of the traffic, as in real life.
         self.customer_weights = [1 / (rank + 1) ** 1.1 for rank in range(len(self.customers))]
-        self.model_weights = [0.45, 0.35, 0.20][: len(self.models)] or [1.0]
+        self.model_weights = self.model_weights or [0.45, 0.35, 0.20][: len(self.models)] or [1.0]
         self.seen: dict[str, list[dict]] = {c: [] for c in self.customers}
         self.serial = 0
 
@@ -75,23 +94,33 @@ class Traffic:
 
     def _event(self, customer: str) -> dict:
         self.serial += 1
-        input_tokens = int(self.rng.lognormvariate(7.0, 1.0)) + 1
-        region = self.rng.choice(list(REGIONS))
+        model = self.rng.choices(self.models, self.model_weights[: len(self.models)])[0]
+        shape = self.shapes.get(model, DEFAULT_SHAPE)
+        input_tokens = int(self.rng.lognormvariate(shape.input_mu, shape.input_sigma)) + 1
+        region, clusters = self._route(shape)
         event = {
             "event_id": f"req-{self.seed}-{self.serial:09d}",
             "customer_id": customer,
-            "model": self.rng.choices(self.models, self.model_weights[: len(self.models)])[0],
+            "model": model,
             "timestamp": self._instant().isoformat().replace("+00:00", "Z"),
             "input_tokens": input_tokens,
-            "cached_input_tokens": int(input_tokens * self.rng.choice((0, 0, 0.3, 0.6, 0.9))),
-            "output_tokens": int(self.rng.lognormvariate(5.3, 0.9)),
+            "cached_input_tokens": int(input_tokens * self.rng.choice(shape.cached_shares)),
+            "output_tokens": int(self.rng.lognormvariate(shape.output_mu, shape.output_sigma)),
             "service_tier": self.rng.choices(list(SERVICE_TIER_WEIGHTS), list(SERVICE_TIER_WEIGHTS.values()))[0],
             "region": region,
         }
-        cluster = self.rng.choice(REGIONS[region])
+        cluster = self.rng.choice(clusters)
         if cluster:
             event["cluster"] = cluster
         return event
+
+    def _route(self, shape: Shape) -> tuple[str, tuple[str, ...]]:
+        if shape.routes is None:
+            region = self.rng.choice(list(REGIONS))
+            return region, REGIONS[region]
+        regions = list(shape.routes)
+        region = self.rng.choices(regions, [shape.routes[r][0] for r in regions])[0]
+        return region, shape.routes[region][1]
 
     def _invalid(self, customer: str) -> dict:
         event = self._event(customer)
