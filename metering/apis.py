@@ -6,21 +6,23 @@ from datetime import timedelta
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from kafka.errors import KafkaError
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import (
-    DomainError, NextCursorPagination, NextPagination, PayloadTooLarge, RuleViolation, customer_scope_of, json_body,
-    on_the_hour,
+    DomainError, EqualityFilter, InstantField, NextCursorPagination, NextPagination, PayloadTooLarge, RuleViolation,
+    customer_scope_of, json_body, on_the_hour,
 )
+from config.openapi import problem
 from metering import selectors
 from metering.models import CatalogModel, Customer, DeadLetter
 from metering.producer import events_produce
-from metering.schemas import EXAMPLE_EVENT, Rules, UsageEventIn, event_validate
+from metering.schemas import EXAMPLE_EVENT, Rules, UsageEventIn, event_validate, json_loads, shown
 from metering.services import catalog_model_create, model_tier_change, utc_now
 
 logger = logging.getLogger(__name__)
@@ -32,6 +34,20 @@ class IngestUnavailable(DomainError):
     title = "Events could not be handed to Kafka"
 
 
+class RejectedEventSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Its place in the batch, from 0.")
+    event_id = serializers.CharField(allow_null=True, help_text="Null when the event had no string event_id.")
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
+                                   help_text="Field → messages.")
+
+
+class IngestedSerializer(serializers.Serializer):
+    """At least one event was accepted."""
+
+    accepted = serializers.IntegerField()
+    rejected = RejectedEventSerializer(many=True)
+
+
 class UsageEventIngestApi(APIView):
     scopes = ("ingest",)
     throttle_scope = "ingest"
@@ -39,7 +55,7 @@ class UsageEventIngestApi(APIView):
     @extend_schema(
         operation_id="usage_events_ingest",
         request=OpenApiTypes.OBJECT,
-        responses={202: OpenApiTypes.OBJECT, 422: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT},
+        responses={202: IngestedSerializer, 503: problem(503)},
         examples=[
             OpenApiExample("one event", value=EXAMPLE_EVENT, request_only=True),
             OpenApiExample("a batch", value={"events": [EXAMPLE_EVENT]}, request_only=True),
@@ -52,7 +68,7 @@ class UsageEventIngestApi(APIView):
         ),
     )
     def post(self, request):
-        body = json_body(request, bytes_max=settings.USAGE_BATCH_BYTES_MAX)
+        body = json_body(request, bytes_max=settings.USAGE_BATCH_BYTES_MAX, loads=json_loads)
         is_batch = isinstance(body, dict) and isinstance(body.get("events"), list) and "event_id" not in body
         events = body["events"] if is_batch else [body]
         if len(events) > settings.USAGE_BATCH_EVENTS_MAX:
@@ -67,6 +83,7 @@ class UsageEventIngestApi(APIView):
                 valid.append(event)
             else:
                 event_id = event.get("event_id") if isinstance(event, dict) else None
+                event_id = shown(event_id) if isinstance(event_id, str) else None  # echoed: must render
                 rejected.append({"index": index, "event_id": event_id, "errors": verdict.errors})
         if not valid:
             raise RuleViolation("No event was accepted.", errors=rejected[0]["errors"] if not is_batch else None,
@@ -93,23 +110,16 @@ class DeadLetterSerializer(serializers.ModelSerializer):
                 "offset": obj.source_offset, "index": obj.source_index}
 
 
-@extend_schema(parameters=[
-    OpenApiParameter("kind", str, enum=[k.value for k in DeadLetter.Kind]),
-    OpenApiParameter("reason", str), OpenApiParameter("customer_id", str),
-])
 class DeadLetterListApi(generics.ListAPIView):
-    """Rejected and conflicting events, newest first."""
+    """Rejected and conflicting events, newest first; `?kind=`, `?reason=` and `?customer_id=`
+    filter the list."""
 
     scopes = ("admin",)
     serializer_class = DeadLetterSerializer
     pagination_class = NextCursorPagination
-
-    def get_queryset(self):
-        queryset = DeadLetter.objects.all()
-        for field in ("kind", "reason", "customer_id"):
-            if value := self.request.query_params.get(field):
-                queryset = queryset.filter(**{field: value})
-        return queryset
+    filter_backends = [EqualityFilter]
+    filters = ("kind", "reason", "customer_id")
+    queryset = DeadLetter.objects.all()
 
 
 class CustomerSerializer(serializers.ModelSerializer):
@@ -158,11 +168,12 @@ class CatalogModelSerializer(serializers.Serializer):
 
 class CatalogModelListApi(APIView):
     scopes = ("admin",)
+    pagination_class = NextPagination
 
     @extend_schema(responses={200: CatalogModelSerializer(many=True)})
     def get(self, request):
         models = CatalogModel.objects.prefetch_related("tier_changes")
-        paginator = NextPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(models, request, view=self)
         return paginator.get_paginated_response(CatalogModelSerializer(page, many=True).data)
 
@@ -176,16 +187,17 @@ class CatalogModelListApi(APIView):
 
 class TierChangeSerializer(serializers.Serializer):
     tier = serializers.SlugField(max_length=32)
-    effective_from = serializers.DateTimeField(help_text="On an hour boundary: usage is priced per hour.",
-                                               validators=[on_the_hour])
+    effective_from = InstantField(help_text="On an hour boundary: usage is priced per hour.",
+                                  validators=[on_the_hour])
 
 
 class ModelTierChangeApi(APIView):
     scopes = ("admin",)
 
-    @extend_schema(request=TierChangeSerializer, responses={201: CatalogModelSerializer},
+    @extend_schema(request=TierChangeSerializer, responses={201: CatalogModelSerializer, 409: problem(409)},
                    description="Move a model to another tier from an instant on; earlier usage keeps its tier.")
     def post(self, request, name):
+        get_object_or_404(CatalogModel, name=name)
         data = TierChangeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         model = model_tier_change(model_name=name, **data.validated_data)

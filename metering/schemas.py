@@ -4,10 +4,18 @@ Pure: no Django, no database, no clock. The REST API and the ledger consumer bot
 call `event_validate`, so an event is judged by the same rules on either path.
 Lateness is judged against the event's arrival time (the Kafka record timestamp),
 so replaying a topic gives every element the verdict it had the first time.
+
+An event that passes `event_validate` is one Postgres can store: no string field,
+metadata key or metadata value holds a NUL (text and jsonb refuse it) or a lone UTF-16
+surrogate (not Unicode: it cannot even be encoded to UTF-8 for the wire), metadata
+numbers are finite (jsonb has no NaN or Infinity) and metadata nests at most
+METADATA_DEPTH_MAX levels. `json_loads` decodes a body of any depth without
+RecursionError, so a deep document is refused by the rule it breaks, never by a crash.
 """
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,10 +23,18 @@ from datetime import datetime, timedelta
 SERVICE_TIERS = ("standard", "batch", "priority")
 TOKENS_MAX = 10**12  # per event; keeps every sum far inside a 64-bit integer
 METADATA_BYTES_MAX = 4096
+METADATA_DEPTH_MAX = 32  # levels of objects/arrays, the metadata object itself being the first
+# json_loads cuts containers nested deeper than this: far below what Python's json,
+# Django and DRF can recurse through, above where a legal body ends (`{"events": [{
+# "metadata": ...`: 3 + METADATA_DEPTH_MAX), so a cut is always inside something refused.
+DOCUMENT_DEPTH_MAX = 64
 FIELDS = frozenset(
     {"event_id", "customer_id", "model", "timestamp", "input_tokens", "cached_input_tokens",
      "output_tokens", "service_tier", "region", "cluster", "metadata"}
 )
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# A JSON string (possessive, so an unterminated one cannot make the scan quadratic) or a bracket.
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z")
 
 EXAMPLE_EVENT = {
@@ -112,6 +128,114 @@ class Invalid:
     errors: dict[str, list[str]]
 
 
+def json_loads(raw: bytes | str):
+    """`json.loads`, except that it never raises RecursionError.
+
+    A document nested deeper than Python's decoder can follow (about 1,500 levels)
+    is decoded again with every container deeper than DOCUMENT_DEPTH_MAX replaced by
+    `null`: the element it sits in is then refused by the rule it breaks (metadata
+    too deep, a field that must be a string, not an object), with the field named.
+    Only that rare path pays for the scan.
+    """
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        pass
+    text = raw.decode(json.detect_encoding(raw), "surrogatepass") if isinstance(raw, bytes | bytearray) else raw
+    pieces, depth, kept_from = [], 0, 0
+    for token in _JSON_TOKEN.finditer(text):
+        bracket = token.group()
+        if bracket in ("{", "["):
+            depth += 1
+            if depth == DOCUMENT_DEPTH_MAX + 1:
+                pieces.append(text[kept_from:token.start()])
+        elif bracket in ("}", "]"):
+            if depth == DOCUMENT_DEPTH_MAX + 1:
+                pieces.append("null")
+                kept_from = token.end()
+            depth -= 1
+    pieces.append(text[kept_from:])
+    try:
+        return json.loads("".join(pieces))
+    except RecursionError as exc:  # brackets the scan could not pair: not JSON anyway
+        raise ValueError("nested too deeply to decode") from exc
+
+
+def shown(value: str) -> str:
+    """A string safe to echo in an error message: lone surrogates written as escapes."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8") if UNSTORABLE.search(value) else value
+
+
+def _unstorable(value: str) -> str | None:
+    """The coded reason Postgres cannot store this string, if any."""
+    if value.isascii():  # the common case, at a fraction of a regex search's cost
+        if "\x00" not in value:
+            return None
+    elif (found := UNSTORABLE.search(value)) is None:
+        return None
+    elif found.group() != "\x00":
+        return ("lone_surrogate:Must not contain a lone UTF-16 surrogate (\\ud800–\\udfff); "
+                "it is not a Unicode character and Postgres cannot store it.")
+    return "nul_character:Must not contain NUL (\\u0000); Postgres text and jsonb cannot store it."
+
+
+def _path(keys: tuple) -> str:
+    return "metadata" + "".join(f"[{k}]" if isinstance(k, int) else f"[{json.dumps(k)}]" for k in keys)
+
+
+def _metadata_fault(metadata: dict) -> str | None:
+    """The first reason `metadata` cannot be stored, with where; None if it can.
+
+    Iterative, so no depth makes it recurse; stops past METADATA_DEPTH_MAX levels and after
+    METADATA_BYTES_MAX nodes (each takes at least a byte serialized), so a huge or
+    deep object costs no more than a legal one before it is refused.
+    """
+    stack: list[tuple[object, int, tuple]] = [(metadata, 1, ())]
+    nodes = 0
+    while stack:
+        value, depth, keys = stack.pop()
+        nodes += 1
+        if nodes > METADATA_BYTES_MAX:
+            return f"metadata_too_large:Must be at most {METADATA_BYTES_MAX} bytes serialized."
+        if isinstance(value, dict | list):
+            if depth > METADATA_DEPTH_MAX:
+                return (f"metadata_too_deep:Must nest at most {METADATA_DEPTH_MAX} levels of objects and arrays; "
+                        f"{_path(keys[:3])}... goes deeper.")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(key, str) and (fault := _unstorable(key)):
+                    code, _, message = fault.partition(":")
+                    return f"metadata_{code}:{message} Found in a key under {_path(keys)}."
+                stack.append((item, depth + 1, keys + (key,)))
+        elif isinstance(value, str):
+            if fault := _unstorable(value):
+                code, _, message = fault.partition(":")
+                return f"metadata_{code}:{message} Found at {_path(keys)}."
+        elif isinstance(value, float) and not math.isfinite(value):
+            return f"metadata_not_finite:Numbers must be finite (jsonb has no NaN or Infinity); found at {_path(keys)}."
+    return None
+
+
+def _metadata_checked(metadata: dict) -> str | None:
+    """Why `metadata` is refused, if it is: size, depth, what Postgres cannot store.
+
+    The serialized form, needed for the size anyway, clears the common case at C speed:
+    with no escape, no NaN/Infinity and fewer brackets than METADATA_DEPTH_MAX it holds
+    no NUL, no surrogate, nothing too deep. Anything else is walked (`_metadata_fault`).
+    """
+    try:
+        text = json.dumps(metadata, separators=(",", ":"))
+    except RecursionError:  # deeper than the encoder follows: the walk says where
+        return _metadata_fault(metadata)
+    suspect = ("\\u" in text or "NaN" in text or "Infinity" in text
+               or text.count("{") + text.count("[") > METADATA_DEPTH_MAX)
+    if suspect and (fault := _metadata_fault(metadata)):
+        return fault
+    if len(text.encode()) > METADATA_BYTES_MAX:
+        return f"metadata_too_large:Must be at most {METADATA_BYTES_MAX} bytes serialized."
+    return None
+
+
 def _string(obj: dict, field: str, max_len: int, errors: dict, *, required: bool) -> str:
     value = obj.get(field)
     if value is None:
@@ -123,6 +247,8 @@ def _string(obj: dict, field: str, max_len: int, errors: dict, *, required: bool
         return ""
     if (required and not value) or len(value) > max_len:
         errors.setdefault(field, []).append(f"{field}_length:Must be {1 if required else 0}–{max_len} characters.")
+    if fault := _unstorable(value):
+        errors.setdefault(field, []).append(f"{field}_{fault}")
     return value
 
 
@@ -167,7 +293,8 @@ def event_validate(obj, *, catalog: Catalog, rules: Rules) -> UsageEventIn | Inv
     errors: dict[str, list[str]] = {}
     unknown = obj.keys() - FIELDS
     if unknown:
-        errors["non_field_errors"] = [f"unknown_field:Unknown field(s): {', '.join(sorted(unknown))}."]
+        names = ", ".join(sorted(shown(str(name)) for name in unknown))
+        errors["non_field_errors"] = [f"unknown_field:Unknown field(s): {names}."]
     event_id = _string(obj, "event_id", 128, errors, required=True)
     customer_id = _string(obj, "customer_id", 64, errors, required=True)
     if customer_id and "customer_id" not in errors and customer_id not in catalog.customers:
@@ -190,8 +317,8 @@ def event_validate(obj, *, catalog: Catalog, rules: Rules) -> UsageEventIn | Inv
     if metadata is not None:
         if not isinstance(metadata, dict):
             errors["metadata"] = ["metadata_invalid:Must be a JSON object."]
-        elif len(json.dumps(metadata, separators=(",", ":")).encode()) > METADATA_BYTES_MAX:
-            errors["metadata"] = [f"metadata_too_large:Must be at most {METADATA_BYTES_MAX} bytes serialized."]
+        elif fault := _metadata_checked(metadata):
+            errors["metadata"] = [fault]
     if errors:
         return _invalid(errors)
     return UsageEventIn(

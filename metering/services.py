@@ -8,16 +8,19 @@ records the repeats as duplicates or conflicts.
 
 import base64
 import json
+import math
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from django.db import connection, transaction
+from django.db.models import Q
 
 from metering.consumer.steps import Accepted, Rejected
 from config.api import DomainError, api_key_hash
 from metering.models import ApiKey, CatalogModel, Customer, DeadLetter, ModelTierChange
+from metering.schemas import UNSTORABLE
 
 STAGE_COLUMNS = (
     "topic", "partition", "offset", "idx", "customer_id", "event_id", "digest", "model", "occurred_at",
@@ -219,9 +222,14 @@ def ledger_append(*, accepted: Sequence[Accepted]) -> AppendResult:
 
 
 def _storable(value):
-    """Postgres text and jsonb cannot hold NUL characters; a dead letter must store anyway."""
+    """What Postgres text and jsonb cannot hold, written as escapes: a dead letter must store
+    anyway. NUL and lone surrogates as `\\u0000`/`\\ud800`, NaN and ±Infinity as strings.
+    Payloads arrive cut to DOCUMENT_DEPTH_MAX levels (steps.bounded), so this recursion is shallow."""
     if isinstance(value, str):
-        return value.replace("\x00", "\\u0000")
+        value = value.replace("\x00", "\\u0000")
+        return value.encode("utf-8", "backslashreplace").decode("utf-8") if UNSTORABLE.search(value) else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return json.dumps(value)  # "NaN", "Infinity", "-Infinity", as the producer wrote it
     if isinstance(value, dict):
         return {_storable(k): _storable(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -235,8 +243,8 @@ def dead_letters_record(*, rejected: Sequence[Rejected]) -> None:
     DeadLetter.objects.bulk_create(
         [
             DeadLetter(
-                kind=r.kind, reason=r.reason, errors=_storable(r.errors), customer_id=_storable(r.customer_id),
-                event_id=_storable(r.event_id), payload=_storable(r.payload), raw=base64.b64encode(r.raw).decode() if r.raw is not None else "",
+                kind=r.kind, reason=r.reason, errors=_storable(r.errors), customer_id=_storable(r.customer_id)[:64],
+                event_id=_storable(r.event_id)[:128], payload=_storable(r.payload), raw=base64.b64encode(r.raw).decode() if r.raw is not None else "",
                 received_at=r.received_at, source_topic=r.source.topic, source_partition=r.source.partition,
                 source_offset=r.source.offset, source_index=r.source.index,
             )
@@ -267,6 +275,26 @@ def api_key_create(*, scope: str, customer_id: str | None = None, name: str = ""
         name=name, scope=scope, customer=customer, prefix=raw_key[:10], key_hash=api_key_hash(raw_key)
     )
     return key, raw_key
+
+
+class ApiKeyNotFound(Exception):
+    """No key, or more than one, answers to what was given."""
+
+
+@transaction.atomic
+def api_key_revoke(*, key: str, as_of: datetime) -> ApiKey:
+    """Revoke the key named by its prefix (admin's list shows it) or by the whole raw key.
+    Requests carrying it are refused from the next one on; revoking again keeps the first
+    revocation time."""
+    matches = list(ApiKey.objects.select_for_update().filter(Q(prefix=key) | Q(key_hash=api_key_hash(key)))[:2])
+    if len(matches) != 1:
+        raise ApiKeyNotFound(f"No API key has the prefix '{key}'." if not matches else
+                             f"More than one API key has the prefix '{key}'; give the whole key.")
+    (api_key,) = matches
+    if api_key.revoked_at is None:
+        api_key.revoked_at = as_of
+        api_key.save(update_fields=["revoked_at"])
+    return api_key
 
 
 BEGINNING = datetime(2000, 1, 1, tzinfo=UTC)

@@ -13,6 +13,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, transacti
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import CommitFailedError
 
+from config.metrics.counters import consumer_batch_recorded, consumer_polled
 from metering.consumer import steps
 from metering.schemas import Catalog
 from metering.selectors import catalog_current
@@ -33,6 +34,7 @@ class RunStats:
     conflicts: int = 0
     dead_letters: int = 0
     batches: int = 0
+    isolation_writes: int = 0  # transactions tried while bisecting batches Postgres refused
     started_at: float = field(default_factory=time.monotonic)
 
     def add(self, result: AppendResult, *, messages: int, events: int, dead_letters: int) -> None:
@@ -47,6 +49,23 @@ class RunStats:
 
 @dataclass
 class ConsumerConfig:
+    """How the ledger consumer talks to Kafka.
+
+    `max_poll_interval_ms` bounds the time between two polls, so the time one batch may
+    take to write: past it, kafka-python's heartbeat thread leaves the group (the
+    session itself is kept alive by that thread, whatever the main thread does), the
+    partitions move, the offset commit is refused and the batch is replayed. So every
+    batch must be written well within it. A clean batch of 20,000 events takes about
+    2 s on two shared cores; one holding k elements Postgres refuses is bisected
+    (`LedgerConsumer._write_bisecting`) in at most 2·k·⌈log2 n⌉ transactions, about 2n
+    rows for k = 1: 31 transactions and ~6 s for one in 20,000 (`bench.poison_isolation`),
+    where the former one-transaction-per-element pass took minutes and, once it outlived
+    the interval, replayed forever. 300 s (Kafka's default, set explicitly so the
+    reasoning is visible) leaves a wide margin; only a fault that refuses most elements
+    of large batches (a broken table rather than a poison message) comes near it, and
+    `--batch-messages-max` is the lever then.
+    """
+
     bootstrap_servers: str
     topic: str
     group_id: str
@@ -54,6 +73,7 @@ class ConsumerConfig:
     batch_messages_max: int = 20_000
     batch_bytes_max: int = 8 * 1024 * 1024
     session_timeout_ms: int = 10_000
+    max_poll_interval_ms: int = 300_000
     stats_interval_s: float = 30.0
     idle_exit_s: float | None = None  # stop after this long with nothing to read (demo, tests)
 
@@ -83,6 +103,7 @@ def kafka_consumer(config: ConsumerConfig) -> KafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         session_timeout_ms=config.session_timeout_ms,
+        max_poll_interval_ms=config.max_poll_interval_ms,
         heartbeat_interval_ms=max(config.session_timeout_ms // 5, 500),
         max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_max_bytes=16 * 1024 * 1024,
@@ -92,9 +113,9 @@ def kafka_consumer(config: ConsumerConfig) -> KafkaConsumer:
 class LedgerConsumer:
     def __init__(self, config: ConsumerConfig, *, consumer: KafkaConsumer | None = None):
         self.config = config
+        self.catalog = CatalogCache()  # first: with the database away, no Kafka client is left open
         self.consumer = consumer or kafka_consumer(config)
         self.producer = KafkaProducer(bootstrap_servers=config.bootstrap_servers, **PRODUCER_CONFIG)
-        self.catalog = CatalogCache()
         self.lateness = timedelta(days=settings.USAGE_LATENESS_DAYS)
         self.stats = RunStats()
 
@@ -105,6 +126,7 @@ class LedgerConsumer:
         try:
             while not stop.is_set():
                 records = self._poll()
+                consumer_polled(self.consumer)
                 now_s = time.monotonic()
                 if records:
                     self._process(records)
@@ -136,6 +158,7 @@ class LedgerConsumer:
         return records
 
     def _process(self, records: list) -> None:
+        started_s = time.monotonic()
         checked = steps.check(records, catalog=self.catalog.catalog, lateness=self.lateness, now=utc_now())
         if checked.names_unknown and self.catalog.reload_if_stale():
             checked = steps.check(records, catalog=self.catalog.catalog, lateness=self.lateness, now=utc_now())
@@ -151,6 +174,7 @@ class LedgerConsumer:
             logger.warning("offset commit refused after a rebalance; the batch will be replayed harmlessly")
         events = len(checked.accepted) + len(checked.rejected)
         self.stats.add(result, messages=len(records), events=events, dead_letters=len(rejected))
+        consumer_batch_recorded(result=result, rejected=rejected, events=events, started_s=started_s)
 
     def _write(self, checked: steps.Checked) -> tuple[AppendResult, list[steps.Rejected]]:
         try:
@@ -160,25 +184,50 @@ class LedgerConsumer:
             return result, checked.rejected
         except (OperationalError, InterfaceError):
             raise  # the database is away: crash, restart, replay
-        except DatabaseError:
-            logger.exception("batch write failed; isolating the element at fault")
-            return self._write_one_by_one(checked)
+        except DatabaseError as exc:
+            logger.warning("batch write refused (%s); bisecting %d events to isolate the elements at fault",
+                           " ".join(str(exc).split())[:300], len(checked.accepted))
+            return self._write_bisecting(checked)
 
-    def _write_one_by_one(self, checked: steps.Checked) -> tuple[AppendResult, list[steps.Rejected]]:
-        """A poison element must not stall the partition: write each alone, dead-letter failures."""
-        total, rejected = AppendResult(), list(checked.rejected)
-        for item in checked.accepted:
+    def _write_bisecting(self, checked: steps.Checked) -> tuple[AppendResult, list[steps.Rejected]]:
+        """A poison element must not stall the partition, nor take the batch out of the group.
+
+        The batch failed as a whole, so its halves are written, each in a transaction of
+        its own: a half that commits is done, a half that fails is halved again, down to
+        single elements, which become `write_failed` dead letters. k elements at fault
+        among n ≥ 2 cost at most 2·k·⌈log2 n⌉ transactions (one at a time costs n).
+
+        Exactly once still holds if the process dies mid-way with some halves committed:
+        the offsets are committed only after the dead letters, so the batch is replayed;
+        a committed half's events hold their claims with these very source coordinates,
+        so the replay neither appends nor counts them as repeats, and a dead letter is
+        kept once per (topic, partition, offset, index).
+        """
+        total, failed = AppendResult(), []
+        accepted = checked.accepted
+        mid = len(accepted) // 2
+        pending = [accepted[mid:], accepted[:mid]] if len(accepted) > 1 else [accepted]
+        while pending:
+            part = pending.pop()
+            if not part:
+                continue
+            self.stats.isolation_writes += 1
             try:
                 with transaction.atomic():
-                    one = ledger_append(accepted=[item])
-                total += one
+                    total += ledger_append(accepted=part)
             except (OperationalError, InterfaceError):
                 raise
             except DatabaseError as exc:
-                rejected.append(steps.Rejected(
+                if len(part) > 1:
+                    mid = len(part) // 2
+                    pending += [part[mid:], part[:mid]]  # the first half next: the batch's order
+                    continue
+                item = part[0]
+                failed.append(steps.Rejected(
                     "invalid", "write_failed", {"non_field_errors": [str(exc).strip()]}, item.source,
                     item.received_at, item.event.customer_id.encode(), payload=item.event.payload(),
                 ))
+        rejected = [*checked.rejected, *failed]
         dead_letters_record(rejected=rejected)
         return total, rejected
 

@@ -1,5 +1,11 @@
 """The consumer's pure steps: decode Kafka records, validate every element, and
-split them into accepted events and rejections. No Django, no I/O, no clock."""
+split them into accepted events and rejections. No Django, no I/O, no clock.
+
+Nothing a producer can put in a record makes `check` raise: undecodable or too deeply
+nested bytes, an absurd record timestamp and every invalid element become rejections,
+and a rejection's payload is cut to DOCUMENT_DEPTH_MAX levels so it can always be
+serialized and stored as a dead letter.
+"""
 
 import base64
 import json
@@ -9,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from metering.schemas import Catalog, Invalid, Rules, UsageEventIn, event_validate
+from metering.schemas import DOCUMENT_DEPTH_MAX, Catalog, Invalid, Rules, UsageEventIn, event_validate, json_loads
 
 BATCH_EVENTS_MAX = 1_000
 MESSAGE_LEVEL = -1  # source index of a message that is not an array
@@ -80,7 +86,31 @@ class Checked:
 def received_at_of(record, *, now: datetime) -> datetime:
     if record.timestamp is None or record.timestamp < 0:
         return now
-    return datetime.fromtimestamp(record.timestamp / 1000, UTC)
+    try:
+        return datetime.fromtimestamp(record.timestamp / 1000, UTC)
+    except (OverflowError, ValueError, OSError):  # a timestamp past year 9999: treated as absent
+        return now
+
+
+def bounded(value: object) -> object:
+    """A copy of a decoded JSON value with every container deeper than DOCUMENT_DEPTH_MAX
+    replaced by None. Iterative: a rejected element may nest as deep as json could decode,
+    deeper than json.dumps, Django or Postgres' jsonb input will follow."""
+    root: list = [None]
+    stack: list[tuple[object, list | dict, int | str, int]] = [(value, root, 0, 1)]
+    while stack:
+        source, target, slot, depth = stack.pop()
+        if isinstance(source, dict | list) and depth > DOCUMENT_DEPTH_MAX:
+            target[slot] = None
+        elif isinstance(source, dict):
+            target[slot] = copy = dict.fromkeys(source)
+            stack.extend((item, copy, key, depth + 1) for key, item in source.items())
+        elif isinstance(source, list):
+            target[slot] = copy = [None] * len(source)
+            stack.extend((item, copy, index, depth + 1) for index, item in enumerate(source))
+        else:
+            target[slot] = source
+    return root[0]
 
 
 def check(records: Iterable, *, catalog: Catalog, lateness: timedelta, now: datetime) -> Checked:
@@ -91,8 +121,8 @@ def check(records: Iterable, *, catalog: Catalog, lateness: timedelta, now: date
         received_at = received_at_of(record, now=now)
         message = Coordinates(record.topic, record.partition, record.offset, MESSAGE_LEVEL)
         try:
-            body = json.loads(record.value)
-        except (TypeError, ValueError) as exc:  # None, bad UTF-8, bad JSON
+            body = json_loads(record.value)
+        except (TypeError, ValueError) as exc:  # None, bad UTF-8, bad JSON, brackets that never close
             reason = "empty_message" if record.value is None else "undecodable_json"
             rejected.append(Rejected("undecodable", reason, {"non_field_errors": [str(exc)]}, message,
                                      received_at, record.key, raw=record.value or b""))
@@ -112,7 +142,7 @@ def check(records: Iterable, *, catalog: Catalog, lateness: timedelta, now: date
                 verdict = Invalid("key_mismatch", {"customer_id": [f"Differs from the message key '{key}'."]})
             if isinstance(verdict, Invalid):
                 rejected.append(Rejected("invalid", verdict.reason, verdict.errors, source, received_at,
-                                         record.key, payload=element))
+                                         record.key, payload=bounded(element)))
             else:
                 accepted.append(Accepted(verdict, source, received_at))
     return Checked(accepted, rejected)

@@ -24,3 +24,11 @@ def token_sums(events) -> dict:
         "cached_input_tokens": sum(e.get("cached_input_tokens", 0) for e in events),
         "output_tokens": sum(e["output_tokens"] for e in events),
     }
+
+
+def nested(levels: int) -> dict:
+    """A JSON object nesting `levels` objects, itself included."""
+    value: object = "leaf"
+    for _ in range(levels):
+        value = {"k": value}
+    return value

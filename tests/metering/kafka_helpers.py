@@ -23,3 +23,13 @@ def read_topic(bootstrap: str, topic: str, *, expected: int, timeout_s: float = 
             records.extend(batch)
     consumer.close()
     return records
+
+
+def offsets_uncommitted(bootstrap: str, topic: str, *, group: str) -> dict[int, int]:
+    """Per partition, how many records lie past the group's committed offset (empty: all committed)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+    ends = consumer.end_offsets(partitions)
+    behind = {tp.partition: ends[tp] - (consumer.committed(tp) or 0) for tp in partitions}
+    consumer.close(autocommit=False)
+    return {partition: count for partition, count in behind.items() if count}

@@ -1,6 +1,7 @@
 """Kafka → ledger through the real consumer, against the real broker and Postgres."""
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from metering.models import DeadLetter, HourlyRollup, UsageDuplicate, UsageEvent
 from scripts.traffic import Traffic, messages_produce
 from tests.conftest import utc
 from tests.metering.factories import event, token_sums
-from tests.metering.kafka_helpers import read_topic, send
+from tests.metering.kafka_helpers import offsets_uncommitted, read_topic, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -155,9 +156,10 @@ def test_every_rule_broken_on_kafka_becomes_a_dead_letter_with_its_reason(
     assert list(UsageEvent.objects.values_list("event_id", flat=True)) == [trailing["event_id"]]
 
 
-def test_an_element_postgres_refuses_is_isolated_and_dead_lettered(catalog, topics, producer, drain):
+def test_an_element_postgres_refuses_is_isolated_and_dead_lettered(catalog, topics, producer, drain,
+                                                                  postgres_refuses):
     before, after = event(), event()
-    poison = event(metadata={"note": "nul \u0000 byte"})  # valid JSON, refused by jsonb
+    poison = event(event_id=postgres_refuses + "1")  # valid, refused by the fault in the database
     send(producer, topics["usage"], before)
     send(producer, topics["usage"], [poison, dict(before)])
     send(producer, topics["usage"], after)
@@ -168,5 +170,113 @@ def test_an_element_postgres_refuses_is_isolated_and_dead_lettered(catalog, topi
     assert set(UsageEvent.objects.values_list("event_id", flat=True)) == {before["event_id"], after["event_id"]}
     letter = DeadLetter.objects.get(event_id=poison["event_id"])
     assert (letter.kind, letter.reason, letter.source_index) == ("invalid", "write_failed", 0)
-    assert "unicode" in letter.errors["non_field_errors"][0].lower() or "\\u0000" in letter.errors["non_field_errors"][0]
+    assert "test fault" in letter.errors["non_field_errors"][0]
     assert (stats.appended, stats.duplicates) == (2, 1)
+
+
+def deep_json(levels: int) -> str:
+    return '{"a":' * levels + "1" + "}" * levels
+
+
+def test_what_postgres_cannot_store_is_refused_by_the_validator_and_the_partition_keeps_flowing(
+    catalog, topics, producer, drain, kafka_bootstrap
+):
+    before, after = event(), event()
+    refused = {
+        "event_id_nul_character": event(event_id="evt-\u0000-nul"),
+        "event_id_lone_surrogate": event(event_id="evt-\ud800"),
+        "metadata_nul_character": event(metadata={"k\u0000": "v"}),
+        "metadata_lone_surrogate": event(metadata={"a": {"b": ["\udfff"]}}),
+        "metadata_not_finite": event(metadata={"ratio": float("inf")}),
+    }
+    too_deep = event()
+    nan_tokens = event(input_tokens=float("nan"))  # refused as not an int; its dead letter must store NaN
+    send(producer, topics["usage"], before)
+    for body in refused.values():
+        send(producer, topics["usage"], body)
+    deep = json.dumps(too_deep)[:-1] + ', "metadata": ' + deep_json(10_000) + "}"
+    send(producer, topics["usage"], deep.encode(), raw=True)
+    send(producer, topics["usage"], [nan_tokens, event(metadata={"x": "y\u0000"})])
+    send(producer, topics["usage"], after)
+    producer.flush()
+
+    drain()
+
+    assert set(UsageEvent.objects.values_list("event_id", flat=True)) == {before["event_id"], after["event_id"]}
+    letters = {d.reason: d for d in DeadLetter.objects.all()}
+    assert set(letters) == {*refused, "metadata_too_deep", "input_tokens_invalid"}
+    assert DeadLetter.objects.filter(reason="metadata_nul_character").count() == 2
+    for reason in ("event_id_nul_character", "event_id_lone_surrogate"):
+        assert list(letters[reason].errors) == ["event_id"]
+    assert letters["event_id_nul_character"].event_id == "evt-\\u0000-nul"  # stored, escaped
+    assert list(letters["metadata_too_deep"].errors) == ["metadata"]
+    assert letters["metadata_too_deep"].event_id == too_deep["event_id"]
+    assert letters["input_tokens_invalid"].payload["input_tokens"] == "NaN"
+    dlq = [json.loads(r.value) for r in read_topic(kafka_bootstrap, topics["dlq"], expected=8)]
+    assert sorted(m["reason"] for m in dlq) == sorted(
+        [*refused, "metadata_nul_character", "metadata_too_deep", "input_tokens_invalid"])
+
+
+def test_poison_elements_in_a_large_batch_are_isolated_by_bisection(catalog, topics, producer, drain,
+                                                                     kafka_bootstrap, postgres_refuses):
+    elements = [event(cached_input_tokens=0, metadata=None) for _ in range(6_000)]
+    poison_at = (17, 2_900, 5_999)
+    for index in poison_at:
+        elements[index]["event_id"] = f"{postgres_refuses}{index}"
+    for start in range(0, len(elements), 500):
+        send(producer, topics["usage"], elements[start:start + 500])
+    producer.flush()
+
+    stats = drain()
+
+    poisons = {elements[i]["event_id"] for i in poison_at}
+    ledger_ids = set(UsageEvent.objects.values_list("event_id", flat=True))
+    assert ledger_ids == {e["event_id"] for e in elements} - poisons
+    letters = DeadLetter.objects.all()
+    assert {(d.event_id, d.reason) for d in letters} == {(p, "write_failed") for p in poisons}
+    # One transaction per element would be 6,000; halving costs at most 2·⌈log2 n⌉ per poison.
+    assert 0 < stats.isolation_writes <= 2 * len(poisons) * math.ceil(math.log2(len(elements)))
+    assert offsets_uncommitted(kafka_bootstrap, topics["usage"], group=topics["group"]) == {}
+    first = snapshot()
+
+    replay = drain(group=topics["group"] + "-replay")
+
+    assert snapshot() == first and replay.appended == 0
+    assert DeadLetter.objects.count() == len(poisons) and not UsageDuplicate.objects.exists()
+
+
+class CrashMidway(Exception):
+    """Stands for the process dying (SIGKILL, OOM) between two of the bisection's transactions."""
+
+
+def test_a_crash_mid_bisection_replays_as_a_no_op_for_the_halves_committed(catalog, topics, producer, drain,
+                                                                           postgres_refuses, monkeypatch):
+    from metering.consumer import runner
+
+    elements = [event(cached_input_tokens=0) for _ in range(2_000)]
+    elements[1_500]["event_id"] = postgres_refuses + "x"
+    for start in range(0, len(elements), 250):
+        send(producer, topics["usage"], elements[start:start + 250])
+    producer.flush()
+    calls, real_append = [], runner.ledger_append
+
+    def append_then_crash(*, accepted):
+        calls.append(len(accepted))
+        if len(calls) == 4:  # after the batch failed and at least one half committed
+            raise CrashMidway
+        return real_append(accepted=accepted)
+
+    monkeypatch.setattr(runner, "ledger_append", append_then_crash)
+    with pytest.raises(CrashMidway):
+        drain()
+    committed_before_crash = UsageEvent.objects.count()
+    monkeypatch.setattr(runner, "ledger_append", real_append)
+
+    stats = drain()
+
+    assert 0 < committed_before_crash < len(elements) - 1
+    assert stats.appended == len(elements) - 1 - committed_before_crash
+    assert UsageEvent.objects.count() == len(elements) - 1
+    assert not UsageDuplicate.objects.exists()
+    assert list(DeadLetter.objects.values_list("event_id", "reason")) == [(postgres_refuses + "x", "write_failed")]
+    assert rollup_sums(["acme"]) == token_sums([e for e in elements if e["event_id"] != postgres_refuses + "x"])

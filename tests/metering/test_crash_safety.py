@@ -3,6 +3,7 @@ exactly the distinct events produced. Real processes, broker and Postgres."""
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -19,20 +20,25 @@ from django.db.models import Sum
 from metering.models import Customer, DeadLetter, UsageDuplicate, UsageEvent
 from scripts.traffic import Traffic, messages_produce
 from tests.conftest import TEST_SESSION_TIMEOUT_MS, utc
+from tests.metering.factories import event
+from tests.metering.kafka_helpers import offsets_uncommitted, send
+from tests.metering.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMERS = ["acme", "globex", "initech", "umbrella", "hooli", "stark"]
 
 
-def start_consumer(topics, kafka_bootstrap, *, batch_messages_max: int = 200) -> subprocess.Popen:
+def start_consumer(topics, kafka_bootstrap, *, batch_messages_max: int = 200, database_port: int | None = None,
+                   extra: tuple[str, ...] = ()) -> subprocess.Popen:
     db = connection.settings_dict
-    env = dict(os.environ, DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+    port = database_port or db["PORT"]
+    env = dict(os.environ, DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{port}/{db['NAME']}",
                KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, LOG_LEVEL="WARNING")
     return subprocess.Popen(
         [sys.executable, "manage.py", "consume_usage", "--topic", topics["usage"], "--dlq-topic", topics["dlq"],
          "--group", topics["group"], "--session-timeout-ms", str(TEST_SESSION_TIMEOUT_MS),
-         "--batch-messages-max", str(batch_messages_max), "--until-idle", "3"],
+         "--batch-messages-max", str(batch_messages_max), "--until-idle", "3", *extra],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -131,3 +137,62 @@ def test_consumers_in_one_group_share_the_partitions(customers, topics, producer
     consumed = [int(out.split()[1]) for out in outputs]
     assert all(n > 0 for n in consumed), outputs
     assert_ledger_matches(traffic)
+
+
+DATABASE_WENT_AWAY = re.compile(
+    r"consume_usage: the database went away \(.+\); exiting 1 so the supervisor restarts it; "
+    r"the batch in hand will be replayed")
+
+
+def test_the_database_going_away_mid_drain_exits_1_in_one_line_and_a_restart_ends_exact(
+    customers, topics, producer, kafka_bootstrap
+):
+    traffic = produce_traffic(producer, topics["usage"], seed=24, singles=6_000, batched=6_000)
+    db = connection.settings_dict
+    proxy = TcpProxy((db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432)))  # this consumer's Postgres only
+
+    try:
+        consumer = start_consumer(topics, kafka_bootstrap, database_port=proxy.port)
+        wait_for_progress(consumer, 0)
+        proxy.cut()
+        cut_at = ledger_count()
+        _, stderr = consumer.communicate(timeout=60)
+        refused = start_consumer(topics, kafka_bootstrap, database_port=proxy.port)  # restarted too early
+        _, refused_stderr = refused.communicate(timeout=60)
+        proxy.resume()
+        restarted = start_consumer(topics, kafka_bootstrap, database_port=proxy.port)
+        restarted_stdout, restarted_stderr = restarted.communicate(timeout=300)
+    finally:
+        proxy.close()
+
+    assert cut_at < traffic.tally.accepted, "the cut must land mid-drain"
+    for process, output in ((consumer, stderr), (refused, refused_stderr)):
+        assert process.returncode == 1, output
+        assert "Traceback" not in output, output
+        assert DATABASE_WENT_AWAY.fullmatch(output.strip().splitlines()[-1]), output
+    assert restarted.returncode == 0, restarted_stderr
+    assert restarted_stdout.startswith("consumed")
+    assert_ledger_matches(traffic)
+
+
+def test_isolating_poison_elements_fits_in_the_poll_interval_so_the_offset_advances(
+    catalog, topics, producer, kafka_bootstrap, postgres_refuses
+):
+    elements = [event(cached_input_tokens=0) for _ in range(3_000)]
+    for index in (100, 2_222):
+        elements[index]["event_id"] = f"{postgres_refuses}{index}"
+    for start in range(0, len(elements), 100):
+        send(producer, topics["usage"], elements[start:start + 100])
+    producer.flush()
+
+    # One transaction per element takes far longer than 5 s for 3,000: the group would
+    # drop the consumer, refuse the commit and replay the batch, forever.
+    consumer = start_consumer(topics, kafka_bootstrap, batch_messages_max=20_000,
+                              extra=("--max-poll-interval-ms", "5000"))
+    stdout, stderr = consumer.communicate(timeout=120)
+
+    assert consumer.returncode == 0, stderr
+    assert "commit refused" not in stderr and "poll timeout" not in stderr, stderr
+    assert offsets_uncommitted(kafka_bootstrap, topics["usage"], group=topics["group"]) == {}
+    assert UsageEvent.objects.filter(customer_id="acme").count() == len(elements) - 2
+    assert sorted(DeadLetter.objects.values_list("reason", flat=True)) == ["write_failed"] * 2

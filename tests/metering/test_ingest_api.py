@@ -5,7 +5,7 @@ import json
 import pytest
 
 from metering.models import ApiKey, UsageEvent
-from tests.metering.factories import event, token_sums
+from tests.metering.factories import event, nested, token_sums
 from tests.metering.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,6 +60,14 @@ def test_accepted_events_are_on_kafka_keyed_by_customer_before_the_202(catalog, 
     ({"output_tokens": "many"}, "output_tokens"),
     ({"service_tier": "flex"}, "service_tier"),
     ({"metadata": {"x": "y" * 5000}}, "metadata"),
+    ({"event_id": "evt-\u0000"}, "event_id"),
+    ({"event_id": "evt-\ud800"}, "event_id"),
+    ({"region": "us\u0000east"}, "region"),
+    ({"metadata": {"request\u0000id": "gw"}}, "metadata"),
+    ({"metadata": {"a": [{"b": "gw-\u0000"}]}}, "metadata"),
+    ({"metadata": {"a": "\udbff"}}, "metadata"),
+    ({"metadata": {"ratio": float("nan")}}, "metadata"),
+    ({"metadata": nested(40)}, "metadata"),
 ])
 def test_each_rule_is_refused_with_a_field_error(catalog, topics, api_client_for, kafka_bootstrap, overrides, field):
     response = post_events(api_client_for("ingest"), event(**overrides))
@@ -79,6 +87,27 @@ def test_a_mixed_batch_accepts_the_valid_and_lists_the_rejected(catalog, topics,
     assert response.status_code == 202
     assert response.json() == {"accepted": 1, "rejected": [
         {"index": 1, "event_id": bad["event_id"], "errors": {"model": ["Model 'gpt-9' is not in the catalog."]}}]}
+
+
+def test_metadata_nested_past_what_json_decodes_is_a_422_naming_metadata(catalog, topics, api_client_for,
+                                                                        kafka_bootstrap):
+    deep = '{"a":' * 10_000 + "1" + "}" * 10_000
+    single = json.dumps(event())[:-1] + ', "metadata": ' + deep + "}"
+    good, bad = event(), event(event_id="evt-\ud800")
+    batch = '{"events": [' + json.dumps(good) + ", " + single + ", " + json.dumps(bad) + "]}"
+    ingest = api_client_for("ingest")
+
+    alone = ingest.post("/api/v1/usage-events", data=single, content_type="application/json")
+    mixed = ingest.post("/api/v1/usage-events", data=batch, content_type="application/json")
+
+    assert (alone.status_code, alone["Content-Type"]) == (422, PROBLEM)
+    assert list(alone.json()["errors"]) == ["metadata"]
+    assert mixed.status_code == 202 and mixed.json()["accepted"] == 1
+    rejected = mixed.json()["rejected"]
+    assert [(r["index"], list(r["errors"])) for r in rejected] == [(1, ["metadata"]), (2, ["event_id"])]
+    assert rejected[1]["event_id"] == "evt-\\ud800"  # echoed escaped: a lone surrogate cannot be rendered
+    assert [json.loads(r.value)["event_id"] for r in read_topic(kafka_bootstrap, topics["usage"], expected=1)] \
+        == [good["event_id"]]
 
 
 def test_malformed_oversized_and_unauthenticated_requests(catalog, topics, api_client_for):

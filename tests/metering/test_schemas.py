@@ -5,8 +5,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from metering.schemas import Catalog, Invalid, Rules, UsageEventIn, event_validate
-from tests.metering.factories import EXAMPLE
+from metering.schemas import (
+    DOCUMENT_DEPTH_MAX, METADATA_DEPTH_MAX, Catalog, Invalid, Rules, UsageEventIn, event_validate, json_loads,
+)
+from tests.metering.factories import EXAMPLE, nested
 
 CATALOG = Catalog(customers=frozenset({"acme"}), models=frozenset({"gpt-5.4"}))
 ARRIVED = datetime(2026, 11, 3, 14, 10, tzinfo=UTC)
@@ -57,6 +59,19 @@ BROKEN = [
     ("metadata", {"metadata": [1, 2]}, "metadata_invalid"),
     ("metadata", {"metadata": {"blob": "x" * 4100}}, "metadata_too_large"),
     ("non_field_errors", {"tokens": 5}, "unknown_field"),
+    # What Postgres cannot store is refused here, not by a failed write: NUL in text and
+    # jsonb, lone surrogates (not encodable to UTF-8), NaN/Infinity in jsonb, deep nesting.
+    ("event_id", {"event_id": "evt-\u0000-1"}, "event_id_nul_character"),
+    ("event_id", {"event_id": "evt-\ud800"}, "event_id_lone_surrogate"),
+    ("customer_id", {"customer_id": "ac\u0000me"}, "customer_id_nul_character"),
+    ("model", {"model": "gpt-5.4\udc00"}, "model_lone_surrogate"),
+    ("region", {"region": "us-east\u0000"}, "region_nul_character"),
+    ("cluster", {"cluster": "\udfff"}, "cluster_lone_surrogate"),
+    ("service_tier", {"service_tier": "standard\u0000"}, "service_tier_invalid"),
+    ("metadata", {"metadata": {"request\u0000id": "gw"}}, "metadata_nul_character"),
+    ("metadata", {"metadata": {"a": [{"b": "v\ud83d"}]}}, "metadata_lone_surrogate"),
+    ("metadata", {"metadata": {"ratio": float("nan")}}, "metadata_not_finite"),
+    ("metadata", {"metadata": nested(METADATA_DEPTH_MAX + 1)}, "metadata_too_deep"),
 ]
 
 
@@ -91,3 +106,55 @@ def test_digest_ignores_spelling_but_not_content():
     assert base.digest() == respelled.digest()
     assert base.digest() != changed.digest()
     assert validate(cached_input_tokens=0, input_tokens=5).digest() == validate(cached_input_tokens=..., input_tokens=5).digest()
+
+
+def test_storable_unicode_and_the_deepest_metadata_allowed_are_valid():
+    verdict = validate(event_id="req-😀-\u00e9", metadata={"emoji": json.loads('"\\ud83d\\ude00"'),
+                                                             "deep": nested(METADATA_DEPTH_MAX - 1)})
+
+    assert isinstance(verdict, UsageEventIn)
+
+
+def test_a_nul_in_metadata_is_refused_with_where_it_is():
+    in_value = validate(metadata={"a": [{"b": "v\u0000"}]})
+    in_key = validate(metadata={"a": {"k\u0000": 1}})
+
+    assert in_value.errors["metadata"][0].endswith('Found at metadata["a"][0]["b"].')
+    assert in_key.errors["metadata"][0].endswith('Found in a key under metadata["a"].')
+
+
+def test_an_echoed_unknown_field_name_is_shown_escaped():
+    verdict = validate(**{"x\ud800": 1})
+
+    assert verdict.errors["non_field_errors"] == ["Unknown field(s): x\\ud800."]
+    json.dumps(verdict.errors, ensure_ascii=False).encode()  # renders: no lone surrogate left
+
+
+@pytest.mark.parametrize("depth", [METADATA_DEPTH_MAX + 1, 2_000, 10_000, 100_000])
+def test_metadata_of_any_depth_decodes_and_is_refused_as_too_deep(depth):
+    raw = json.dumps({**EXAMPLE, "metadata": None})[:-len("null}")] + '{"a":' * depth + "1" + "}" * depth + "}"
+
+    verdict = event_validate(json_loads(raw.encode()), catalog=CATALOG, rules=RULES)
+
+    assert isinstance(verdict, Invalid)
+    assert (verdict.reason, list(verdict.errors)) == ("metadata_too_deep", ["metadata"])
+
+
+def test_json_loads_cuts_only_what_python_cannot_decode_and_never_recurses():
+    tricky = r'"]}\"[{ \\"'  # brackets and escaped quotes inside a string do not nest
+    deep = '{"s": ' + tricky + ', "deep": ' + "[" * 10_000 + "]" * 10_000 + ', "t": ' + tricky + "}"
+
+    decoded = json_loads(deep)
+
+    assert decoded["s"] == decoded["t"] == json.loads(tricky)
+    assert depth_of(decoded["deep"]) == DOCUMENT_DEPTH_MAX - 1  # the object holding it is level 1
+    for broken in ("[" * 10_000, "[" * 10_000 + '"\\"\\"' * 10_000, "{" * 5_000 + "]" * 6_000, '{"a":' * 3_000):
+        with pytest.raises(ValueError):
+            json_loads(broken)
+
+
+def depth_of(value) -> int:
+    depth = 0
+    while isinstance(value, list | dict) and value:
+        value, depth = (value[0] if isinstance(value, list) else next(iter(value.values()))), depth + 1
+    return depth + isinstance(value, list | dict)

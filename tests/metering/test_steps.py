@@ -1,0 +1,69 @@
+"""The consumer's pure steps on what a producer can put in a record: nothing makes
+`check` raise, and every rejection can be serialized as it will be stored."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from kafka.consumer.fetcher import ConsumerRecord
+
+from metering.consumer.steps import bounded, check
+from metering.schemas import DOCUMENT_DEPTH_MAX, Catalog
+from tests.metering.factories import EXAMPLE
+
+NOW = datetime(2026, 11, 3, 14, 10, tzinfo=UTC)
+CATALOG = Catalog(customers=frozenset({"acme"}), models=frozenset({"gpt-5.4"}))
+
+
+def record(value: bytes | None, *, offset: int = 0, timestamp_ms: int | None = None) -> ConsumerRecord:
+    timestamp_ms = int(NOW.timestamp() * 1000) if timestamp_ms is None else timestamp_ms
+    return ConsumerRecord(topic="usage", partition=0, leader_epoch=-1, offset=offset, timestamp=timestamp_ms,
+                          timestamp_type=0, key=b"acme", value=value, headers=[], checksum=None,
+                          serialized_key_size=4, serialized_value_size=len(value or b""), serialized_header_size=-1)
+
+
+def checked(*values: bytes | None, **kwargs):
+    records = [record(v, offset=i, **kwargs) for i, v in enumerate(values)]
+    return check(records, catalog=CATALOG, lateness=timedelta(days=35), now=NOW)
+
+
+def test_a_message_nested_past_what_json_decodes_is_refused_for_its_metadata():
+    head = json.dumps({**EXAMPLE, "metadata": None})[:-len("null}")]
+    deep_metadata = (head + '{"a":' * 10_000 + "1" + "}" * 10_000 + "}").encode()
+    deep_array = ("[" * 10_000 + "]" * 10_000).encode()
+
+    result = checked(deep_metadata, deep_array, b"[" * 10_000)
+
+    assert result.accepted == []
+    assert [(r.kind, r.reason) for r in result.rejected] == [
+        ("invalid", "metadata_too_deep"), ("invalid", "not_an_object"), ("undecodable", "undecodable_json")]
+    assert result.rejected[0].errors.keys() == {"metadata"}
+    for rejection in result.rejected:
+        json.loads(rejection.dlq_value())  # serializes: the payload was cut, not kept 10,000 deep
+
+
+def test_a_rejected_element_keeps_its_payload_cut_to_the_document_depth():
+    deep = 1
+    for _ in range(1_200):  # decodable by json, deeper than Django and Postgres should be asked to follow
+        deep = [deep]
+    body = {**EXAMPLE, "event_id": "e-1", "unknown": deep}
+
+    result = checked(json.dumps(body).encode())
+
+    rejection = result.rejected[0]
+    assert rejection.reason == "unknown_field" and rejection.payload["event_id"] == "e-1"
+    cut = rejection.payload["unknown"]
+    for _ in range(DOCUMENT_DEPTH_MAX - 1):
+        cut = cut[0]
+    assert cut is None
+
+
+def test_bounded_keeps_shallow_values_as_they_are():
+    value = {"a": [1, {"b": None, "c": "x"}], "d": 2.5}
+
+    assert bounded(value) == value and bounded(value) is not value
+
+
+def test_a_record_timestamp_past_year_9999_does_not_stop_the_consumer():
+    result = checked(json.dumps({**EXAMPLE, "timestamp": NOW.isoformat()}).encode(), timestamp_ms=2**62)
+
+    assert len(result.accepted) == 1 and result.accepted[0].received_at == NOW
