@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.models import WebhookDelivery, WebhookEndpoint
+from billing.services.webhook_destinations import WebhookUrlRefused, webhook_url_check
 from config.api import NextPagination
 
 
@@ -20,6 +21,15 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
         model = WebhookEndpoint
         fields = ["id", "url", "secret", "events", "active", "created_at"]
         read_only_fields = ["id", "created_at"]
+        extra_kwargs = {"url": {"help_text": "An https:// URL of a public host: loopback, private, link-local and "
+                                             "other non-public addresses are refused, here and at delivery."}}
+
+    def validate_url(self, url: str) -> str:
+        try:
+            webhook_url_check(url)
+        except WebhookUrlRefused as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+        return url
 
 
 class WebhookDeliverySerializer(serializers.ModelSerializer):
@@ -31,10 +41,11 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
 
 class WebhookEndpointListApi(APIView):
     scopes = ()
+    pagination_class = NextPagination
 
     @extend_schema(responses={200: WebhookEndpointSerializer(many=True)})
     def get(self, request):
-        paginator = NextPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(WebhookEndpoint.objects.order_by("pk"), request, view=self)
         return paginator.get_paginated_response(WebhookEndpointSerializer(page, many=True).data)
 
@@ -65,10 +76,11 @@ class WebhookDeliveryListApi(APIView):
     """The delivery log of one endpoint, newest first."""
 
     scopes = ()
+    pagination_class = NextPagination
 
     @extend_schema(responses={200: WebhookDeliverySerializer(many=True)})
     def get(self, request, endpoint_id):
         endpoint = get_object_or_404(WebhookEndpoint, pk=endpoint_id)
-        paginator = NextPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(endpoint.deliveries.order_by("-created_at", "-pk"), request, view=self)
         return paginator.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)

@@ -128,7 +128,8 @@ def celery_worker(django_db_setup, django_db_blocker):
     app.conf.task_default_queue = queue
     db = connection.settings_dict
     env = dict(os.environ, DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-               CELERY_TASK_DEFAULT_QUEUE=queue, WEBHOOK_RETRY_BASE_SECONDS="0.3", LOG_LEVEL="WARNING")
+               CELERY_TASK_DEFAULT_QUEUE=queue, WEBHOOK_RETRY_BASE_SECONDS="0.3", WEBHOOK_ALLOW_PRIVATE_URLS="1",
+               LOG_LEVEL="WARNING")
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "-c", "2", "--pool", "prefork",
          "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{queue}@%h"],

@@ -3,9 +3,11 @@
 - A billing run is started through `billing_run_create` (which records the requesting
   user and hands the run to a Celery worker once the transaction commits), never saved
   directly; its page is read-only and reloads itself while the run is under way.
-  Starting one needs `billing.add_billingrun` (finance managers).
+  Starting one needs `billing.add_billingrun` (finance managers), and so does re-driving
+  a failed one (the "Re-drive" action: its chunks not done are tried again).
 - The audit log is history: nobody adds, changes or deletes an entry here, superusers
   included (a Postgres trigger refuses it anyway).
+- A webhook endpoint's URL must be https:// to a public host (webhook_destinations).
 - A webhook endpoint's secret is write-only: typed or generated on the add form, shown
   masked afterwards, replaced by typing a new one. Deliveries are a read-only log.
 """
@@ -27,7 +29,8 @@ from django.utils.text import Truncator
 
 from billing.admin.common import ReadOnlyAdmin, actor_of, pretty_json
 from billing.models import AuditEntry, BillingRun, WebhookDelivery, WebhookEndpoint
-from billing.services.billing_runs import billing_run_create
+from billing.services.billing_runs import BillingRunNotFailed, billing_run_create, billing_run_redrive
+from billing.services.webhook_destinations import WebhookUrlRefused, webhook_url_check
 
 REFRESH_S = 2
 
@@ -85,6 +88,7 @@ class BillingRunAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     detail_fields = ["period_month", "finalize", "status", "progress", "requested_by", "created_at", "started_at",
                      "finished_at", "error", "invoices"]
+    actions = ["redrive"]
 
     def has_change_permission(self, request, obj=None):
         return False
@@ -129,6 +133,16 @@ class BillingRunAdmin(admin.ModelAdmin):
         month = f"{obj.period:%Y-%m}"
         return format_html('<a href="{}?period={}">Invoices of {}</a>', reverse("admin:billing_invoice_changelist"),
                            month, month)
+
+    @admin.action(description="Re-drive the selected failed runs", permissions=["add"])
+    def redrive(self, request, queryset):
+        for run in queryset.order_by("pk"):
+            try:
+                billing_run_redrive(run_id=run.pk, actor=actor_of(request), as_of=timezone.now())
+            except BillingRunNotFailed as exc:
+                messages.warning(request, str(exc))
+            else:
+                messages.success(request, f"Billing run #{run.pk} re-driven: its chunks not done are sent again.")
 
     def add_view(self, request, form_url="", extra_context=None):
         extra_context = {"title": "Start a billing run", "show_save_and_add_another": False,
@@ -216,6 +230,14 @@ class WebhookEndpointForm(forms.ModelForm):
             field.widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
             field.help_text = (f"Current secret: {secret_masked(self.instance.secret)}. Leave empty to keep it; "
                                "type a new one to rotate it.")
+
+    def clean_url(self):
+        url = self.cleaned_data["url"]
+        try:
+            webhook_url_check(url)
+        except WebhookUrlRefused as exc:
+            raise ValidationError(str(exc)) from exc
+        return url
 
     def clean_secret(self):
         secret = self.cleaned_data["secret"]

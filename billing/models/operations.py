@@ -1,7 +1,9 @@
 """Billing runs, webhooks and the finance audit log.
 
 Invariants: the audit log is append-only (trigger, migration 0004); a billing run's
-progress only grows (customers_done ≤ customers_total, check constraint).
+progress only grows (customers_done ≤ customers_total, check constraint); a chunk is
+counted once (done_at set under a conditional UPDATE, billing.services.billing_runs) and
+has at most one live attempt (a Postgres advisory lock held by that attempt's session).
 """
 
 from django.db import models
@@ -37,12 +39,18 @@ class BillingRun(models.Model):
 
 class BillingRunChunk(models.Model):
     """A slice of a run's customers, done once: a redelivered task finds it done and adds
-    no progress twice."""
+    no progress twice. The attempt fields let the watchdog tell a lost chunk from one
+    that is queued or under way (billing.services.billing_runs)."""
 
     run = models.ForeignKey(BillingRun, on_delete=models.CASCADE, related_name="chunks")
     number = models.PositiveIntegerField()
     customer_ids = models.JSONField()
     done_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Attempts begun since the run was last (re)driven.")
+    dispatched_at = models.DateTimeField(null=True, blank=True, help_text="When a task was last sent for it.")
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When its latest attempt began.")
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of its latest attempt.")
+    error = models.TextField(blank=True, help_text="Why its latest attempt failed, if it did.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "number"], name="billing_run_chunk_once")]
@@ -68,7 +76,8 @@ class WebhookDelivery(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending"
         DELIVERED = "delivered"
-        FAILED = "failed"
+        FAILED = "failed"  # retried until WEBHOOK_RETRIES_MAX, then given up
+        REFUSED = "refused"  # the destination is not a public HTTPS address; never retried
 
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
     event = models.CharField(max_length=64)

@@ -1,17 +1,20 @@
 """Signed webhook deliveries: recorded in the same transaction as the event, sent by
-Celery after commit, retried with exponential backoff until the receiver says 2xx."""
+Celery after commit, retried with exponential backoff until the receiver says 2xx. A
+delivery whose destination is not a public HTTPS address is refused, once and for good
+(billing.services.webhook_destinations)."""
 
 import hashlib
 import hmac
+import http.client
 import json
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime
 
 from django.db import transaction
 
 from billing.models import WebhookDelivery, WebhookEndpoint
+from billing.services.webhook_destinations import WebhookUrlRefused, webhook_destination, webhook_post
+from config.metrics.counters import webhook_attempted, webhook_given_up
 
 SIGNATURE_HEADER = "Tokenledger-Signature"
 TIMEOUT_S = 10
@@ -54,33 +57,47 @@ def webhook_event_publish(*, event: str, payload: dict, at: datetime | None = No
     return deliveries
 
 
-def webhook_deliver(*, delivery_id: int, as_of: datetime) -> bool:
-    """One attempt. True once delivered (now or before); False to be retried."""
+def webhook_deliver(*, delivery_id: int, as_of: datetime) -> str:
+    """One attempt. Returns the delivery's status: delivered (now or before), refused (its
+    destination is not public, never to be retried) or pending (to be retried)."""
     delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
-    if delivery.status == WebhookDelivery.Status.DELIVERED:
-        return True
+    if delivery.status in (WebhookDelivery.Status.DELIVERED, WebhookDelivery.Status.REFUSED):
+        return delivery.status
     body = json.dumps({"id": delivery.pk, **delivery.payload}, separators=(",", ":")).encode()
-    request = urllib.request.Request(delivery.endpoint.url, data=body, method="POST", headers={
+    headers = {
         "Content-Type": "application/json", "Tokenledger-Event": delivery.event,
         "Tokenledger-Delivery": str(delivery.pk),
         SIGNATURE_HEADER: signature(secret=delivery.endpoint.secret, timestamp=int(as_of.timestamp()), body=body),
-    })
-    status, error = None, ""
+    }
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        status, error = exc.code, f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
-        error = str(exc)
+        destination = webhook_destination(delivery.endpoint.url)
+    except WebhookUrlRefused as exc:
+        WebhookDelivery.objects.filter(pk=delivery_id).update(
+            attempts=delivery.attempts + 1, last_status_code=None, last_error=f"refused: {exc}",
+            status=WebhookDelivery.Status.REFUSED)
+        webhook_given_up()
+        return WebhookDelivery.Status.REFUSED
+    except OSError as exc:  # the name did not resolve (now): retried
+        destination, error = None, f"DNS: {exc}"
+    status = None
+    if destination is not None:
+        try:
+            status = webhook_post(destination, body=body, headers=headers, timeout=TIMEOUT_S)
+            error = "" if 200 <= status < 300 else f"HTTP {status}"
+            if 300 <= status < 400:
+                error += " (redirects are not followed)"
+        except (OSError, http.client.HTTPException) as exc:
+            error = str(exc) or type(exc).__name__
     delivered = status is not None and 200 <= status < 300
     WebhookDelivery.objects.filter(pk=delivery_id).update(
         attempts=delivery.attempts + 1, last_status_code=status, last_error=error,
         status=WebhookDelivery.Status.DELIVERED if delivered else WebhookDelivery.Status.PENDING,
         delivered_at=as_of if delivered else None,
     )
-    return delivered
+    webhook_attempted(event=delivery.event, delivered=delivered)
+    return WebhookDelivery.Status.DELIVERED if delivered else WebhookDelivery.Status.PENDING
 
 
 def webhook_give_up(*, delivery_id: int) -> None:
     WebhookDelivery.objects.filter(pk=delivery_id).update(status=WebhookDelivery.Status.FAILED)
+    webhook_given_up()
