@@ -1,10 +1,8 @@
 """REST endpoints of billing (API.md: Usage amounts, Catalog, prices, customers). Thin:
 validate, call one service or selector, serialize."""
 
-from datetime import datetime
 from decimal import Decimal
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
@@ -13,14 +11,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import selectors
-from billing.models import Contract, CreditEntry, PriceBook, TokenClass
+from billing.models import Contract, CreditEntry, InvoiceLine, PriceBook, TokenClass
 from billing.rating import RatedInvoice
 from billing.rating.money import money_text as money
 from billing.rating.money import unit_price_text
 from billing.services.contracts import contract_put
 from billing.services.credits import credit_grant
 from billing.services.price_books import price_book_create
-from config.api import NextPagination, PeriodQuerySerializer, customer_scope_of, group_by_keys, on_the_hour
+from config.api import (
+    InstantField, NextPagination, PeriodField, PeriodQuerySerializer, customer_scope_of, group_by_keys, on_the_hour,
+)
+from config.openapi import MoneyField, UnitPriceField, page_of, problem
 from metering.models import Customer, ModelTierChange, ServiceTier
 from metering.services import utc_now
 
@@ -52,10 +53,30 @@ class UsageQuerySerializer(PeriodQuerySerializer):
         return keys
 
 
+class UsageRowSerializer(serializers.Serializer):
+    """Usage of one customer and group: the group keys asked for (only those), then the sums."""
+
+    customer_id = serializers.CharField()
+    model = serializers.CharField(required=False)
+    model_tier = serializers.CharField(required=False, allow_null=True, help_text="Null while the model had no tier.")
+    service_tier = serializers.ChoiceField(choices=ServiceTier.values, required=False)
+    region = serializers.CharField(required=False, help_text="Empty for events that named none.")
+    cluster = serializers.CharField(required=False, help_text="Empty for events that named none.")
+    hour = serializers.DateTimeField(required=False)
+    day = serializers.DateTimeField(required=False, help_text="The day's 00:00 UTC.")
+    events = serializers.IntegerField()
+    input_tokens = serializers.IntegerField()
+    cached_input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    amount = MoneyField(allow_null=True, help_text="Null where some of the usage has no price.")
+
+
 class UsageApi(APIView):
     scopes = ("customer",)
+    pagination_class = NextPagination
 
-    @extend_schema(operation_id="usage_list", parameters=[UsageQuerySerializer], responses={200: OpenApiTypes.OBJECT},
+    @extend_schema(operation_id="usage_list", parameters=[UsageQuerySerializer],
+                   responses={200: page_of(UsageRowSerializer), 404: problem(404)},
                    description="Usage from the hourly rollups over `[start, end)`, one row per customer and group; "
                                "`amount` is rated at the unit prices in force, before contract-level discounts.")
     def get(self, request):
@@ -70,7 +91,7 @@ class UsageApi(APIView):
             customer_id = bound
         rows = selectors.usage_report(customer_id=customer_id, start=params["start"], end=params["end"],
                                       group_by=params["group_by"])
-        paginator = NextPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response([
             {k: (v.isoformat() if hasattr(v, "isoformat") else money(v) if k == "amount" else v)
@@ -110,7 +131,7 @@ def unique_keys(items: list[dict]) -> list[dict]:
 
 
 class PriceBookSerializer(serializers.ModelSerializer):
-    effective_from = serializers.DateTimeField(validators=[on_the_hour])
+    effective_from = InstantField(validators=[on_the_hour])
     currency = serializers.RegexField(r"^[A-Z]{3}$", default="USD")
     prices = UnitPriceSerializer(many=True)
 
@@ -127,15 +148,16 @@ class PriceBookSerializer(serializers.ModelSerializer):
 
 class PriceBookListApi(APIView):
     scopes = ("admin",)
+    pagination_class = NextPagination
 
     @extend_schema(responses={200: PriceBookSerializer(many=True)})
     def get(self, request):
         books = PriceBook.objects.filter(status=PriceBook.Status.PUBLISHED).prefetch_related("prices")
-        paginator = NextPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(books, request, view=self)
         return paginator.get_paginated_response(PriceBookSerializer(page, many=True).data)
 
-    @extend_schema(request=PriceBookSerializer, responses={201: PriceBookSerializer},
+    @extend_schema(request=PriceBookSerializer, responses={201: PriceBookSerializer, 409: problem(409)},
                    description="A posted price book is published at once and immutable.")
     def post(self, request):
         data = PriceBookSerializer(data=request.data)
@@ -166,8 +188,8 @@ class VolumeTierSerializer(UnitPriceSerializer):
 
 
 class ContractSerializer(serializers.Serializer):
-    effective_from = serializers.DateTimeField(validators=[on_the_hour])
-    effective_to = serializers.DateTimeField(required=False, allow_null=True, default=None, validators=[on_the_hour])
+    effective_from = InstantField(validators=[on_the_hour])
+    effective_to = InstantField(required=False, allow_null=True, default=None, validators=[on_the_hour])
     discount_percent = serializers.DecimalField(max_digits=5, decimal_places=2, min_value=Decimal(0),
                                                 max_value=Decimal(100), default=Decimal(0))
     monthly_minimum = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal(0),
@@ -215,7 +237,7 @@ class ContractApi(APIView):
             raise NotFound("This customer has no contract.")
         return Response(ContractSerializer(contract).data)
 
-    @extend_schema(request=ContractSerializer, responses={200: ContractSerializer},
+    @extend_schema(request=ContractSerializer, responses={200: ContractSerializer, 409: problem(409)},
                    description="Starts a new contract version at effective_from; an open-ended earlier version is "
                                "closed there. Overlapping any other version answers 409.")
     def put(self, request, customer_id):
@@ -238,11 +260,12 @@ class CreditEntrySerializer(serializers.ModelSerializer):
 
 class CreditListApi(APIView):
     scopes = ("customer",)
+    pagination_class = NextPagination
 
-    @extend_schema(responses={200: CreditEntrySerializer(many=True)})
+    @extend_schema(responses={200: page_of(CreditEntrySerializer, balance=MoneyField())})
     def get(self, request, customer_id):
         customer = customer_visible(request, customer_id)
-        paginator = NextPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(customer.credit_entries.all(), request, view=self)
         response = paginator.get_paginated_response(CreditEntrySerializer(page, many=True).data)
         response.data["balance"] = money(selectors.credit_balance(customer_id=customer.customer_id))
@@ -260,28 +283,60 @@ class CreditListApi(APIView):
         return Response(CreditEntrySerializer(entry).data, status=status.HTTP_201_CREATED)
 
 
-def usage_dates_json(start: datetime | None, end: datetime | None) -> dict:
-    """A usage line's stretch of time, [usage_start, usage_end), null on other lines."""
-    return {"usage_start": start.isoformat() if start else None, "usage_end": end.isoformat() if end else None}
+def invoice_line_json(line, *, period: str) -> dict:
+    """One line of an invoice or of a rating (an InvoiceLine row or a rating Line): what
+    InvoiceLineSerializer describes."""
+    return {"kind": line.kind, "description": line.description, "model": line.model or None,
+            "service_tier": line.service_tier or None, "token_class": line.token_class or None,
+            "tokens": line.tokens or None, "unit_price": unit_price_text(line.unit_price),
+            "amount": money(line.amount), "period": period or None,
+            "usage_start": line.usage_start.isoformat() if line.usage_start else None,
+            "usage_end": line.usage_end.isoformat() if line.usage_end else None}
+
+
+class InvoiceLineSerializer(serializers.Serializer):
+    """A line of an invoice or of the upcoming invoice."""
+
+    kind = serializers.ChoiceField(choices=InvoiceLine.Kind.values)
+    description = serializers.CharField()
+    model = serializers.CharField(allow_null=True)
+    service_tier = serializers.ChoiceField(choices=ServiceTier.values, allow_null=True)
+    token_class = serializers.ChoiceField(choices=TokenClass.values, allow_null=True)
+    tokens = serializers.IntegerField(allow_null=True)
+    unit_price = UnitPriceField(allow_null=True, help_text="USD per 1,000,000 tokens.")
+    amount = MoneyField()
+    period = PeriodField(allow_null=True, help_text="YYYY-MM of the usage, on late usage lines.")
+    usage_start = serializers.DateTimeField(allow_null=True, help_text="Usage lines: [usage_start, usage_end).")
+    usage_end = serializers.DateTimeField(allow_null=True)
 
 
 def rated_invoice_json(rated: RatedInvoice) -> dict:
     return {
-        "lines": [{"kind": line.kind, "description": line.description, "model": line.model or None,
-                   "service_tier": line.service_tier or None, "token_class": line.token_class or None,
-                   "tokens": line.tokens or None, "unit_price": unit_price_text(line.unit_price),
-                   "amount": money(line.amount), "period": line.period or None,
-                   **usage_dates_json(line.usage_start, line.usage_end)} for line in rated.lines],
+        "lines": [invoice_line_json(line, period=line.period) for line in rated.lines],
         "subtotal": money(rated.subtotal),
         "credits_applied": money(rated.credits_applied),
         "total": money(rated.total),
     }
 
 
+class UpcomingInvoiceSerializer(serializers.Serializer):
+    """What this period's invoice would be right now."""
+
+    customer_id = serializers.CharField()
+    currency = serializers.CharField()
+    period = PeriodField()
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField()
+    lines = InvoiceLineSerializer(many=True)
+    subtotal = MoneyField()
+    credits_applied = MoneyField()
+    total = MoneyField()
+
+
 class UpcomingInvoiceApi(APIView):
     scopes = ("customer",)
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT},
+    @extend_schema(responses={200: UpcomingInvoiceSerializer},
                    description="What this period's invoice would be right now, like Stripe's upcoming invoice.")
     def get(self, request, customer_id):
         customer = customer_visible(request, customer_id)

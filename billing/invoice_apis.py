@@ -1,23 +1,22 @@
 """REST endpoints for invoices, credit notes and billing runs (API.md: Invoices)."""
 
-from datetime import date
 from decimal import Decimal
 
-from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.apis import actor_of, usage_dates_json
+from billing.apis import InvoiceLineSerializer, actor_of, invoice_line_json
 from billing.rating.money import money_text as money
-from billing.rating.money import unit_price_text
 from billing.models import BillingRun, CreditNote, Invoice
 from billing.services.billing_runs import billing_run_create
 from billing.services.invoices import credit_note_issue
-from config.api import NextPagination, customer_scope_of
+from config.api import NextPagination, PeriodField, customer_scope_of
+from config.documents import CsvRenderer, DocumentApi, PdfRenderer
+from config.openapi import MoneyField, page_of, problem
 from metering.services import utc_now
 
 
@@ -33,12 +32,7 @@ def invoice_json(invoice: Invoice) -> dict:
     return {
         "id": invoice.pk, "number": invoice.number, "customer_id": invoice.customer.customer_id,
         "period": f"{invoice.period:%Y-%m}", "status": invoice.status, "currency": invoice.currency,
-        "lines": [{"kind": line.kind, "description": line.description, "model": line.model or None,
-                   "service_tier": line.service_tier or None, "token_class": line.token_class or None,
-                   "tokens": line.tokens or None, "unit_price": unit_price_text(line.unit_price),
-                   "amount": money(line.amount), "period": line.usage_period or None,
-                   **usage_dates_json(line.usage_start, line.usage_end)}
-                  for line in invoice.lines.all()],
+        "lines": [invoice_line_json(line, period=line.usage_period) for line in invoice.lines.all()],
         "subtotal": money(invoice.subtotal), "total": money(invoice.total),
         "credited": money(credited), "issued_at": invoice.issued_at.isoformat() if invoice.issued_at else None,
         "due_at": invoice.due_at.isoformat() if invoice.due_at else None,
@@ -51,26 +45,50 @@ def credit_note_json(note: CreditNote, invoice: Invoice) -> dict:
             "created_by": note.created_by, "created_at": note.created_at.isoformat()}
 
 
-@extend_schema(parameters=[OpenApiParameter("customer_id", str), OpenApiParameter("period", str),
-                           OpenApiParameter("status", str, enum=Invoice.Status.values)],
-               responses={200: OpenApiTypes.OBJECT})
+class CreditNoteSerializer(serializers.Serializer):
+    number = serializers.CharField()
+    invoice_id = serializers.IntegerField()
+    amount = MoneyField()
+    reason = serializers.CharField()
+    created_by = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class InvoiceSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    number = serializers.CharField(allow_null=True, help_text="Null while draft.")
+    customer_id = serializers.CharField()
+    period = PeriodField()
+    status = serializers.ChoiceField(choices=Invoice.Status.values)
+    currency = serializers.CharField()
+    lines = InvoiceLineSerializer(many=True)
+    subtotal = MoneyField()
+    total = MoneyField()
+    credited = MoneyField(help_text="The sum of its credit notes.")
+    issued_at = serializers.DateTimeField(allow_null=True)
+    due_at = serializers.DateTimeField(allow_null=True)
+    credit_notes = CreditNoteSerializer(many=True)
+
+
+class InvoiceQuerySerializer(serializers.Serializer):
+    customer_id = serializers.CharField(required=False, max_length=64)
+    period = PeriodField(required=False)
+    status = serializers.ChoiceField(choices=Invoice.Status.values, required=False)
+
+
 class InvoiceListApi(APIView):
     scopes = ("customer",)
+    pagination_class = NextPagination
 
+    @extend_schema(operation_id="invoices_list", parameters=[InvoiceQuerySerializer],
+                   responses={200: page_of(InvoiceSerializer)})
     def get(self, request):
-        invoices = invoices_visible(request)
-        params = request.query_params
-        if customer_id := params.get("customer_id"):
-            invoices = invoices.filter(customer__customer_id=customer_id)
-        if period := params.get("period"):
-            try:
-                year, month = (int(part) for part in period.split("-"))
-                invoices = invoices.filter(period=date(year, month, 1))
-            except ValueError as exc:
-                raise serializers.ValidationError({"period": ["Use YYYY-MM."]}) from exc
-        if status_ := params.get("status"):
-            invoices = invoices.filter(status=status_)
-        paginator = NextPagination()
+        query = InvoiceQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        lookups = {"customer_id": "customer__customer_id", "period": "period", "status": "status"}
+        invoices = invoices_visible(request).filter(
+            **{lookups[name]: value for name, value in query.validated_data.items()})
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(invoices.order_by("-period", "pk"), request, view=self)
         return paginator.get_paginated_response([invoice_json(invoice) for invoice in page])
 
@@ -78,29 +96,41 @@ class InvoiceListApi(APIView):
 class InvoiceDetailApi(APIView):
     scopes = ("customer",)
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: InvoiceSerializer})
     def get(self, request, invoice_id):
         return Response(invoice_json(get_object_or_404(invoices_visible(request), pk=invoice_id)))
 
 
-class InvoiceDocumentApi(APIView):
-    """The invoice as a PDF a customer could receive, or its lines as CSV."""
+def invoice_file_name(invoice: Invoice) -> str:
+    return invoice.number or f"draft-{invoice.customer.customer_id}-{invoice.period:%Y-%m}"
+
+
+class InvoicePdfApi(DocumentApi):
+    """The invoice as a PDF a customer could receive."""
 
     scopes = ("customer",)
-    kind = "pdf"
+    renderer_classes = [PdfRenderer]
 
-    @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY})
+    @extend_schema(responses={200: OpenApiTypes.BINARY})
     def get(self, request, invoice_id):
-        from billing.documents import invoice_csv, invoice_pdf
+        from billing.documents import invoice_pdf
 
         invoice = get_object_or_404(invoices_visible(request), pk=invoice_id)
-        name = invoice.number or f"draft-{invoice.customer.customer_id}-{invoice.period:%Y-%m}"
-        if self.kind == "pdf":
-            response = HttpResponse(invoice_pdf(invoice), content_type="application/pdf")
-        else:
-            response = HttpResponse(invoice_csv(invoice), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{name}.{self.kind}"'
-        return response
+        return self.document_response(invoice_pdf(invoice), filename=f"{invoice_file_name(invoice)}.pdf")
+
+
+class InvoiceCsvApi(DocumentApi):
+    """The invoice's lines as CSV; the amount column sums to the total."""
+
+    scopes = ("customer",)
+    renderer_classes = [CsvRenderer]
+
+    @extend_schema(responses={200: OpenApiTypes.STR})
+    def get(self, request, invoice_id):
+        from billing.documents import invoice_csv
+
+        invoice = get_object_or_404(invoices_visible(request), pk=invoice_id)
+        return self.document_response(invoice_csv(invoice), filename=f"{invoice_file_name(invoice)}.csv")
 
 
 class InvoiceTransitionApi(APIView):
@@ -109,32 +139,33 @@ class InvoiceTransitionApi(APIView):
     scopes = ()
     service = None
 
-    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT})
+    @extend_schema(request=None, responses={200: InvoiceSerializer, 409: problem(409)})
     def post(self, request, invoice_id):
         get_object_or_404(Invoice, pk=invoice_id)
         self.service(invoice_id=invoice_id, actor=actor_of(request), as_of=utc_now())
         return Response(invoice_json(invoices_visible(request).get(pk=invoice_id)))
 
 
-class CreditNoteSerializer(serializers.Serializer):
+class CreditNoteIssueSerializer(serializers.Serializer):
     amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"))
     reason = serializers.CharField(max_length=500)
 
 
 class CreditNoteApi(APIView):
     scopes = ("customer",)
+    pagination_class = None  # an invoice's few notes, all on one page
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: page_of(CreditNoteSerializer)})
     def get(self, request, invoice_id):
         invoice = get_object_or_404(invoices_visible(request), pk=invoice_id)
         return Response({"next": None, "results": [credit_note_json(n, invoice) for n in invoice.credit_notes.all()]})
 
-    @extend_schema(request=CreditNoteSerializer, responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(request=CreditNoteIssueSerializer, responses={201: CreditNoteSerializer, 409: problem(409)})
     def post(self, request, invoice_id):
         if customer_scope_of(request) is not None:
             self.permission_denied(request, "Only an admin key issues credit notes.")
         get_object_or_404(Invoice, pk=invoice_id)
-        data = CreditNoteSerializer(data=request.data)
+        data = CreditNoteIssueSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         note = credit_note_issue(invoice_id=invoice_id, **data.validated_data, actor=actor_of(request),
                                  as_of=utc_now())
@@ -142,18 +173,13 @@ class CreditNoteApi(APIView):
 
 
 class BillingRunSerializer(serializers.ModelSerializer):
-    period = serializers.RegexField(r"^\d{4}-(0[1-9]|1[0-2])$", help_text="YYYY-MM")
+    period = PeriodField()
 
     class Meta:
         model = BillingRun
         fields = ["id", "period", "finalize", "status", "customers_total", "customers_done", "requested_by",
                   "created_at", "started_at", "finished_at", "error"]
         read_only_fields = [f for f in fields if f not in ("period", "finalize")]
-
-    def to_representation(self, run):
-        data = super().to_representation(run)
-        data["period"] = f"{run.period:%Y-%m}"
-        return data
 
 
 class BillingRunListApi(APIView):
@@ -163,8 +189,8 @@ class BillingRunListApi(APIView):
     def post(self, request):
         data = BillingRunSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        year, month = (int(part) for part in data.validated_data["period"].split("-"))
-        run = billing_run_create(period=date(year, month, 1), finalize=data.validated_data.get("finalize", False),
+        params = data.validated_data
+        run = billing_run_create(period=params["period"], finalize=params.get("finalize", False),
                                  actor=actor_of(request), as_of=utc_now())
         return Response(BillingRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 

@@ -12,3 +12,5 @@ urlpatterns = [
     path("api/v1/", include("billing.urls")),
     path("api/v1/", include("infra_inventory.urls")),
 ]
+
+handler404 = "config.api.not_found"

@@ -14,7 +14,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import NextPagination, json_body, on_the_hour
+from config.api import EqualityFilter, InstantField, NextPagination, json_body, on_the_hour
 from infra_inventory.allocation import TokenWeights
 from infra_inventory.inventory_services import (
     READINGS_MAX, cluster_create, datacenter_create, deployment_create, hardware_sku_create,
@@ -38,16 +38,11 @@ class InventoryListApi(generics.ListCreateAPIView):
     # through `service`. Subclasses' docstrings describe them in the OpenAPI schema.
     scopes = ()  # admin only
     pagination_class = NextPagination
+    problem_statuses = {"POST": (409,)}  # a name (or a key) already taken
+    filter_backends = [EqualityFilter]
     filters: tuple[str, ...] = ()
+    filter_lookups = {"datacenter": "datacenter__name", "sku": "sku__name", "cluster": "cluster__name"}
     service = None
-
-    def get_queryset(self):
-        queryset = self.queryset.all()
-        for name in self.filters:
-            if value := self.request.query_params.get(name):
-                lookup = f"{name}__name" if name in ("datacenter", "sku", "cluster") else name
-                queryset = queryset.filter(**{lookup: value})
-        return queryset
 
     def perform_create(self, serializer):
         serializer.instance = type(self).service(**serializer.validated_data)
@@ -127,8 +122,8 @@ class DatacenterListApi(InventoryListApi):
 
 class PowerContractSerializer(serializers.Serializer):
     datacenter = by_name(Datacenter, "datacenter")
-    effective_from = serializers.DateTimeField(validators=[on_the_hour],
-                                               help_text="In force from this hour until the next contract.")
+    effective_from = InstantField(validators=[on_the_hour],
+                                  help_text="In force from this hour until the next contract.")
     price_per_kwh = serializers.DecimalField(max_digits=8, decimal_places=4, min_value=Decimal(0),
                                              help_text="USD per kWh.")
 
@@ -153,9 +148,9 @@ class ClusterSerializer(serializers.Serializer):
     datacenter = by_name(Datacenter, "datacenter")
     sku = by_name(HardwareSku, "hardware SKU")
     accelerator_count = serializers.IntegerField(min_value=1, max_value=INT_MAX)
-    in_service_from = serializers.DateTimeField(validators=[on_the_hour])
-    in_service_to = serializers.DateTimeField(validators=[on_the_hour], required=False, allow_null=True,
-                                              default=None, help_text="Exclusive; null while in service.")
+    in_service_from = InstantField(validators=[on_the_hour])
+    in_service_to = InstantField(validators=[on_the_hour], required=False, allow_null=True, default=None,
+                                 help_text="Exclusive; null while in service.")
 
     def validate(self, attrs):
         if attrs["in_service_to"] is not None and attrs["in_service_to"] <= attrs["in_service_from"]:
@@ -214,8 +209,8 @@ class PowerReadingSerializer(serializers.Serializer):
 
 class PowerReadingQuerySerializer(serializers.Serializer):
     cluster = by_name(Cluster, "cluster", required=False)
-    start = serializers.DateTimeField(required=False, help_text="Inclusive.")
-    end = serializers.DateTimeField(required=False, help_text="Exclusive.")
+    start = InstantField(required=False, help_text="Inclusive.")
+    end = InstantField(required=False, help_text="Exclusive.")
 
     def validate(self, attrs):
         if "start" in attrs and "end" in attrs and attrs["end"] <= attrs["start"]:
@@ -226,8 +221,14 @@ class PowerReadingQuerySerializer(serializers.Serializer):
 EXAMPLE_READINGS = {"readings": [{"cluster": "iad-h100-a", "hour": "2026-11-01T13:00:00Z", "it_kwh": "812.5"}]}
 
 
+class PowerReadingsRecordedSerializer(serializers.Serializer):
+    received = serializers.IntegerField()
+    changed = serializers.IntegerField()
+
+
 class PowerReadingListApi(APIView):
     scopes = ()  # admin only
+    pagination_class = NextPagination
 
     @extend_schema(parameters=[PowerReadingQuerySerializer], responses={200: PowerReadingSerializer(many=True)},
                    description="Measured IT energy per cluster-hour over `[start, end)`, by cluster and hour.")
@@ -242,14 +243,14 @@ class PowerReadingListApi(APIView):
             readings = readings.filter(hour__gte=params["start"])
         if "end" in params:
             readings = readings.filter(hour__lt=params["end"])
-        paginator = NextPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(readings, request, view=self)
         return paginator.get_paginated_response(PowerReadingSerializer(page, many=True).data)
 
     @extend_schema(
         operation_id="power_readings_record",
         request=OpenApiTypes.OBJECT,
-        responses={200: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT, 422: OpenApiTypes.OBJECT},
+        responses={200: PowerReadingsRecordedSerializer},
         examples=[OpenApiExample("a batch", value=EXAMPLE_READINGS, request_only=True),
                   OpenApiExample("recorded", value={"received": 1, "changed": 1}, response_only=True,
                                  status_codes=["200"])],

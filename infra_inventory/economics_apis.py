@@ -7,7 +7,6 @@ from datetime import UTC
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
-from django.http import StreamingHttpResponse
 from django.utils.text import slugify
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -16,7 +15,9 @@ from rest_framework.views import APIView
 
 from billing.rating.money import money_text as money
 from billing.rating.money import unit_price_text
-from config.api import NextPagination, PeriodQuerySerializer, group_by_keys
+from config.api import InstantField, NextPagination, PeriodQuerySerializer, group_by_keys
+from config.documents import CsvRenderer, DocumentApi
+from config.openapi import KwhField, MoneyField, UnitPriceField, page_of
 from infra_inventory import selectors
 from infra_inventory.margins import alert_payload
 from infra_inventory.selectors import ClusterDayCost, Figures, month_bounds
@@ -60,15 +61,66 @@ def figures_json(figures: Figures) -> dict:
     }
 
 
+FLEET_ONLY = "Null unless grouped only by cluster, datacenter, vendor and day."
+
+
+class FiguresSerializer(serializers.Serializer):
+    tokens = serializers.IntegerField()
+    input_tokens = serializers.IntegerField()
+    cached_input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    revenue = MoneyField(allow_null=True, help_text="Null where some of the usage has no price.")
+    hardware_cost = MoneyField()
+    power_cost = MoneyField()
+    energy_kwh = KwhField()
+    gross_margin = MoneyField(allow_null=True)
+    margin_percent = MoneyField(allow_null=True, help_text="Null without revenue.")
+    cost_per_million_tokens = UnitPriceField(allow_null=True, help_text="Null without tokens.")
+    kwh_per_million_tokens = UnitPriceField(allow_null=True, help_text="Null without tokens.")
+    idle_cost = MoneyField(allow_null=True, help_text=FLEET_ONLY)
+    total_cost = MoneyField(allow_null=True, help_text=FLEET_ONLY)
+    idle_energy_kwh = KwhField(allow_null=True, help_text=FLEET_ONLY)
+
+
+class UnitEconomicsRowSerializer(FiguresSerializer):
+    """One group: the group keys asked for (only those), then its figures."""
+
+    model = serializers.CharField(required=False)
+    model_tier = serializers.CharField(required=False, allow_null=True, help_text="Null while the model had no tier.")
+    customer = serializers.CharField(required=False)
+    cluster = serializers.CharField(required=False)
+    datacenter = serializers.CharField(required=False)
+    vendor = serializers.CharField(required=False)
+    day = serializers.DateTimeField(required=False, help_text="The day's 00:00 UTC.")
+
+
+class UnitEconomicsTotalsSerializer(FiguresSerializer):
+    """The whole range: idle cost always known."""
+
+    idle_cost = MoneyField()
+    total_cost = MoneyField()
+    idle_energy_kwh = KwhField()
+    total_energy_kwh = KwhField()
+    cluster_hours = serializers.IntegerField()
+    unplaced_tokens = serializers.IntegerField()
+    hours_not_allocated = serializers.IntegerField()
+
+
 def key_json(value):
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
 class UnitEconomicsApi(APIView):
     scopes = ("admin",)
+    pagination_class = NextPagination
 
     @extend_schema(
-        operation_id="unit_economics", parameters=[UnitEconomicsQuerySerializer], responses={200: OpenApiTypes.OBJECT},
+        operation_id="unit_economics", parameters=[UnitEconomicsQuerySerializer],
+        responses={200: page_of(
+            UnitEconomicsRowSerializer, start=serializers.DateTimeField(), end=serializers.DateTimeField(),
+            group_by=serializers.ListField(child=serializers.ChoiceField(choices=selectors.ECONOMICS_GROUP_KEYS)),
+            currency=serializers.ChoiceField(choices=[CURRENCY]), idle_cost=MoneyField(),
+            unplaced_tokens=serializers.IntegerField(), totals=UnitEconomicsTotalsSerializer())},
         description="Tokens, revenue (rated at the unit prices in force, before contract-level discounts), allocated "
                     "hardware and power cost, energy, gross margin and per-1M-token rates over `[start, end)`, one "
                     "row per group; `idle_cost` and `total_cost` on rows grouped only by cluster, datacenter, vendor "
@@ -78,7 +130,7 @@ class UnitEconomicsApi(APIView):
         query.is_valid(raise_exception=True)
         params = query.validated_data
         result = selectors.unit_economics(start=params["start"], end=params["end"], group_by=params["group_by"])
-        paginator = NextPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(result.rows, request, view=self)
         response = paginator.get_paginated_response([
             {**{k: key_json(v) for k, v in row.keys.items()}, **figures_json(row.figures)} for row in page])
@@ -94,23 +146,39 @@ class UnitEconomicsApi(APIView):
 
 
 class MarginAlertQuerySerializer(serializers.Serializer):
-    start = serializers.DateTimeField(required=False, help_text="Alerts of days beginning at or after this instant.")
-    end = serializers.DateTimeField(required=False, help_text="Alerts of days beginning before this instant.")
+    start = InstantField(required=False, help_text="Alerts of days beginning at or after this instant.")
+    end = InstantField(required=False, help_text="Alerts of days beginning before this instant.")
     customer_id = serializers.CharField(required=False, max_length=64)
+
+
+class MarginAlertSerializer(serializers.Serializer):
+    """A day a customer's usage of a model tier earned less than its allocated cost."""
+
+    id = serializers.IntegerField()
+    day = serializers.DateField()
+    customer_id = serializers.CharField()
+    model_tier = serializers.CharField()
+    tokens = serializers.IntegerField()
+    currency = serializers.ChoiceField(choices=[CURRENCY])
+    revenue = MoneyField()
+    cost = MoneyField()
+    gross_margin = MoneyField()
+    announced_at = serializers.DateTimeField()
 
 
 class MarginAlertListApi(APIView):
     scopes = ("admin",)
+    pagination_class = NextPagination
 
     @extend_schema(operation_id="margin_alerts_list", parameters=[MarginAlertQuerySerializer],
-                   responses={200: OpenApiTypes.OBJECT},
+                   responses={200: page_of(MarginAlertSerializer)},
                    description="Days on which a customer's usage of a model tier earned less than the hardware and "
                                "power allocated to it; each was announced once as a `margin.negative` webhook.")
     def get(self, request):
         query = MarginAlertQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         alerts = selectors.margin_alerts(**query.validated_data)
-        paginator = NextPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(alerts, request, view=self)
         return paginator.get_paginated_response([
             {"id": alert.pk, **alert_payload(alert), "announced_at": instant_text(alert.announced_at)}
@@ -182,11 +250,11 @@ def focus_csv_lines(costs):
         yield writer.writerow(focus_record(cost))
 
 
-class FocusExportApi(APIView):
+class FocusExportApi(DocumentApi):
     scopes = ("admin",)
+    renderer_classes = [CsvRenderer]
 
-    @extend_schema(operation_id="focus_export", parameters=[RangeSerializer],
-                   responses={(200, "text/csv"): OpenApiTypes.STR},
+    @extend_schema(operation_id="focus_export", parameters=[RangeSerializer], responses={200: OpenApiTypes.STR},
                    description="The provider's own inference cost over `[start, end)` as a FinOps FOCUS 1.x CSV, one "
                                "charge per cluster and UTC day, streamed. Costs are exact (6 decimals); they sum to "
                                "the unit-economics totals (allocated + idle) of the same range.")
@@ -195,7 +263,6 @@ class FocusExportApi(APIView):
         query.is_valid(raise_exception=True)
         start, end = query.validated_data["start"], query.validated_data["end"]
         costs = selectors.cluster_day_costs(start=start, end=end)
-        response = StreamingHttpResponse(focus_csv_lines(costs), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = (
-            f'attachment; filename="focus-{start.astimezone(UTC):%Y%m%dT%H}-{end.astimezone(UTC):%Y%m%dT%H}.csv"')
-        return response
+        return self.document_response(
+            focus_csv_lines(costs), streaming=True,
+            filename=f"focus-{start.astimezone(UTC):%Y%m%dT%H}-{end.astimezone(UTC):%Y%m%dT%H}.csv")

@@ -21,7 +21,7 @@ import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.utils.dateparse import parse_datetime
 
-from config.api import DomainError, PayloadTooLarge, is_on_the_hour
+from config.api import YEARS_TEXT, DomainError, PayloadTooLarge, is_in_years, is_on_the_hour
 from infra_inventory.allocation import TokenWeights
 from infra_inventory.models import Cluster, Datacenter, Deployment, HardwareSku, PowerContract, PowerReading
 
@@ -141,6 +141,8 @@ def _hour_parse(value) -> tuple[datetime | None, str | None]:
             return None, "Not an RFC 3339 instant, e.g. 2026-11-01T13:00:00Z."
     else:
         return None, "Must be an RFC 3339 instant as a string."
+    if not is_in_years(moment):
+        return None, YEARS_TEXT
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)  # naive: UTC
     if not is_on_the_hour(moment):
         return None, "Must be on an hour boundary (UTC): a reading covers one whole hour."

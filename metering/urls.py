@@ -1,6 +1,17 @@
-from django.urls import path
+from django.urls import path, register_converter
+from django.urls.converters import StringConverter
 
 from metering import apis
+
+
+class NameConverter(StringConverter):
+    """A model name: any characters but `/` and control characters (which Postgres text,
+    NUL above all, could not match anyway)."""
+
+    regex = r"[^/\x00-\x1f\x7f]+"
+
+
+register_converter(NameConverter, "name")
 
 urlpatterns = [
     path("usage-events", apis.UsageEventIngestApi.as_view(), name="usage-events"),
@@ -8,5 +19,5 @@ urlpatterns = [
     path("customers", apis.CustomerListApi.as_view(), name="customers"),
     path("customers/<slug:customer_id>", apis.CustomerDetailApi.as_view(), name="customer-detail"),
     path("models", apis.CatalogModelListApi.as_view(), name="models"),
-    path("models/<str:name>/tier-changes", apis.ModelTierChangeApi.as_view(), name="model-tier-changes"),
+    path("models/<name:name>/tier-changes", apis.ModelTierChangeApi.as_view(), name="model-tier-changes"),
 ]
