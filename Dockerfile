@@ -12,4 +12,4 @@ COPY manage.py ./
 RUN pip install --no-cache-dir . && python manage.py collectstatic --noinput
 USER nobody
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi", "-w", "4", "-b", "0.0.0.0:8000"]
+CMD ["gunicorn", "-c", "config/gunicorn.py", "config.wsgi", "-w", "4", "-b", "0.0.0.0:8000"]

@@ -11,7 +11,7 @@ demo: setup
 
 test: setup
 	bash scripts/system_packages.sh
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=12
 
 bench: setup
 	$(PY) bench/ingest.py
@@ -28,7 +28,7 @@ kafka-down:
 	$(PY) -m scripts.local_kafka stop
 
 serve: migrate kafka-up
-	.venv/bin/gunicorn config.wsgi -w 2 -b 127.0.0.1:8000
+	.venv/bin/gunicorn -c config/gunicorn.py config.wsgi -w 2 -b 127.0.0.1:8000
 
 consume: migrate kafka-up
 	$(PY) manage.py consume_usage

@@ -1,24 +1,35 @@
-"""API plumbing shared by every app: key auth, scopes, throttling, pagination and
-problem+json errors (RFC 9457, API.md Conventions)."""
+"""API plumbing shared by every app: key auth, scopes, throttling, pagination, bounded
+instants and periods, JSON-only bodies and problem+json errors (RFC 9457, API.md
+Conventions)."""
 
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from http import HTTPStatus
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
-from rest_framework import exceptions, permissions, serializers, throttling
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, JsonResponse
+from django.utils import timezone
+from django.views import defaults
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import exceptions, parsers, permissions, serializers, throttling
 from rest_framework.authentication import BaseAuthentication
+from rest_framework.filters import BaseFilterBackend
 from rest_framework.pagination import CursorPagination, LimitOffsetPagination
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+from rest_framework.utils.mediatypes import media_type_matches
 
 logger = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+YEAR_MIN, YEAR_MAX = 2000, 2100  # every instant and period the API takes lies in these years (UTC)
 
 
 class DomainError(Exception):
@@ -165,6 +176,49 @@ def on_the_hour(value: datetime | None) -> datetime | None:
     return value
 
 
+def is_in_years(moment: datetime) -> bool:
+    """YEAR_MIN–YEAR_MAX, in UTC. Far outside any ledger, a date only overflows the date
+    arithmetic behind it (a year 1 minus a lookback), so it is refused where it comes in."""
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return datetime(YEAR_MIN, 1, 1, tzinfo=UTC) <= moment < datetime(YEAR_MAX + 1, 1, 1, tzinfo=UTC)
+
+
+YEARS_TEXT = f"Must lie in the years {YEAR_MIN}–{YEAR_MAX} (UTC)."
+
+
+class InstantField(serializers.DateTimeField):
+    """An RFC 3339 instant in YEAR_MIN–YEAR_MAX (a field error otherwise). Every instant
+    the API takes is one of these."""
+
+    def to_internal_value(self, value):
+        moment = super().to_internal_value(value)
+        if not is_in_years(moment):
+            raise serializers.ValidationError(YEARS_TEXT)
+        return moment
+
+
+PERIOD_PATTERN = r"^(20\d\d|2100)-(0[1-9]|1[0-2])$"  # YEAR_MIN–YEAR_MAX
+
+
+@extend_schema_field({"type": "string", "pattern": PERIOD_PATTERN, "example": "2026-10",
+                      "description": f"A billing period YYYY-MM, {YEAR_MIN} to the current month."})
+class PeriodField(serializers.CharField):
+    """A billing period `YYYY-MM` → the first day of that month; in YEAR_MIN–YEAR_MAX and
+    not after the current month (a field error otherwise)."""
+
+    def to_internal_value(self, value):
+        text = super().to_internal_value(value)
+        if not re.fullmatch(PERIOD_PATTERN, text):
+            raise serializers.ValidationError(f"Use YYYY-MM, in the years {YEAR_MIN}–{YEAR_MAX}.")
+        period, today = date(int(text[:4]), int(text[5:]), 1), timezone.now().astimezone(UTC).date()
+        if period > today.replace(day=1):
+            raise serializers.ValidationError(f"Must not be after the current period, {today:%Y-%m}.")
+        return period
+
+    def to_representation(self, value):
+        return f"{value:%Y-%m}"
+
+
 def group_by_keys(value: str, allowed: tuple[str, ...]) -> list[str]:
     """A comma list of grouping keys, each one of `allowed`, none twice."""
     keys = [k.strip() for k in value.split(",") if k.strip()]
@@ -176,11 +230,29 @@ def group_by_keys(value: str, allowed: tuple[str, ...]) -> list[str]:
     return keys
 
 
+class EqualityFilter(BaseFilterBackend):
+    """`?name=value` for each name in the view's `filters`, matched exactly (on the lookup
+    `filter_lookups` names, else the field of that name), and listed in the schema."""
+
+    def filter_queryset(self, request, queryset, view):
+        lookups = getattr(view, "filter_lookups", {})
+        for name in view.filters:
+            if value := request.query_params.get(name):
+                if "\x00" in value:  # Postgres text cannot hold it: no row could match
+                    raise serializers.ValidationError({name: ["Null characters are not allowed."]})
+                queryset = queryset.filter(**{lookups.get(name, name): value})
+        return queryset
+
+    def get_schema_operation_parameters(self, view):
+        return [{"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+                for name in view.filters]
+
+
 class PeriodQuerySerializer(serializers.Serializer):
     """`start` (inclusive) and `end` (exclusive), both on the hour; at most `days_max` apart."""
 
-    start = serializers.DateTimeField(help_text="Inclusive, on an hour boundary.", validators=[on_the_hour])
-    end = serializers.DateTimeField(help_text="Exclusive, on an hour boundary.", validators=[on_the_hour])
+    start = InstantField(help_text="Inclusive, on an hour boundary.", validators=[on_the_hour])
+    end = InstantField(help_text="Exclusive, on an hour boundary.", validators=[on_the_hour])
     days_max: int | None = None
 
     def validate(self, attrs):
@@ -198,9 +270,22 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def json_body(request, *, bytes_max: int, exact_numbers: bool = False):
+def json_media_type_check(request) -> None:
+    """A JSON-consuming operation takes `application/json` only: anything else (text, XML,
+    a form, no Content-Type) is a 415, never guessed at."""
+    content_type = request.META.get("CONTENT_TYPE", "")
+    if not media_type_matches(parsers.JSONParser.media_type, content_type):
+        raise exceptions.UnsupportedMediaType(content_type, detail=f"Send the body as application/json, not "
+                                                                   f"{content_type or 'without a Content-Type'}.")
+
+
+def json_body(request, *, bytes_max: int, exact_numbers: bool = False, loads=json.loads):
     """The body as JSON, refusing anything over bytes_max before reading it all (413);
-    with exact_numbers, decimals are read as Decimal, never float."""
+    with exact_numbers, decimals are read as Decimal, never float. `loads` decodes
+    otherwise (usage ingestion passes one that survives any nesting depth); a body
+    nested too deeply for the decoder is a 400, never a RecursionError's 500. Not JSON
+    by its Content-Type: 415."""
+    json_media_type_check(request)
     declared = request.META.get("CONTENT_LENGTH")
     if declared and declared.isdigit() and int(declared) > bytes_max:
         raise PayloadTooLarge(f"The body is {declared} bytes; at most {bytes_max} are accepted.")
@@ -210,8 +295,8 @@ def json_body(request, *, bytes_max: int, exact_numbers: bool = False):
     try:
         if exact_numbers:
             return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
-        return json.loads(raw)
-    except ValueError as exc:
+        return loads(raw)
+    except (ValueError, RecursionError) as exc:
         raise exceptions.ParseError(f"The body is not valid JSON: {exc}") from exc
 
 
@@ -268,7 +353,15 @@ def _field_errors(detail) -> dict:
 
 
 def problem_exception_handler(exc, context):
-    """Every error the API returns goes through here, as application/problem+json."""
+    """Every error the API returns goes through here, as application/problem+json, whatever
+    the request's `Accept` named: a document view negotiates its document, not its errors."""
+    request = context.get("request")
+    if request is not None:
+        request.accepted_renderer, request.accepted_media_type = JSONRenderer(), PROBLEM_CONTENT_TYPE
+    return _problem(exc)
+
+
+def _problem(exc):
     from rest_framework.views import set_rollback  # DRF's views import this module's classes
 
     if isinstance(exc, DomainError):
@@ -276,6 +369,8 @@ def problem_exception_handler(exc, context):
         return problem_response(
             status=exc.status, title=exc.title, detail=exc.detail, code=exc.code, errors=exc.errors, extra=exc.extra
         )
+    if isinstance(exc, RequestDataTooBig):  # DRF reads a JSON body as request.body
+        return _problem(PayloadTooLarge(f"The body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."))
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -294,9 +389,20 @@ def problem_exception_handler(exc, context):
             headers["WWW-Authenticate"] = 'Bearer realm="api"'
         if getattr(exc, "wait", None) is not None:
             headers["Retry-After"] = str(int(exc.wait) + 1)
+        title = str(exc.default_detail)  # a template, for some ('Method "{method}" not allowed.')
         return problem_response(
-            status=exc.status_code, title=str(exc.default_detail), detail=str(exc.detail),
-            code=exc.default_code, headers=headers,
+            status=exc.status_code, title=HTTPStatus(exc.status_code).phrase if "{" in title else title,
+            detail=str(exc.detail), code=exc.default_code, headers=headers,
         )
     logger.exception("Unhandled API error", exc_info=exc)
     return problem_response(status=500, title="Internal server error", detail="The error was logged.", code="internal")
+
+
+def not_found(request, exception):
+    """Django's 404, when no URL matched (`/api/v1/invoices/abc`): a problem under /api/,
+    the usual page elsewhere."""
+    if not request.path.startswith("/api/"):
+        return defaults.page_not_found(request, exception)
+    body = {"type": "https://tokenledger.dev/problems/not_found", "title": "Not found.", "status": 404,
+            "detail": f"No resource at {request.path}."}
+    return JsonResponse(body, status=404, content_type=PROBLEM_CONTENT_TYPE)

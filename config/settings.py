@@ -2,10 +2,14 @@
 
 Environment variables (defaults suit a developer machine):
 DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, CELERY_BROKER_URL, REDIS_URL, SECRET_KEY,
-DEBUG, ALLOWED_HOSTS, USAGE_LATENESS_DAYS, USAGE_INGEST_RATE.
+DEBUG, ALLOWED_HOSTS, USAGE_LATENESS_DAYS, USAGE_INGEST_RATE, BILLING_CHUNK_* (worker loss),
+WEBHOOK_ALLOW_PRIVATE_URLS, CELERY_VISIBILITY_TIMEOUT_SECONDS, and for operations
+(docs/operations.md) LOG_FORMAT, LOG_LEVEL, METRICS_PORT, METRICS_ADDR, METRICS_ALLOWED_NETWORKS,
+PROMETHEUS_MULTIPROC_DIR, READINESS_TIMEOUT_MS, READINESS_KAFKA_CACHE_SECONDS, DATABASE_CONNECT_TIMEOUT.
 """
 
 import hashlib
+import ipaddress
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -35,6 +39,7 @@ def database_from_url(url: str) -> dict:
         "HOST": parts.hostname or "127.0.0.1",
         "PORT": str(parts.port or 5432),
         "CONN_MAX_AGE": int(env("DATABASE_CONN_MAX_AGE", "60")),
+        "OPTIONS": {"connect_timeout": int(env("DATABASE_CONNECT_TIMEOUT", "5"))},  # bounds /readyz too
         # One test database per checkout, so two checkouts can run their suites at once.
         "TEST": {"NAME": env("TEST_DATABASE_NAME", f"test_tokenledger_{CHECKOUT_ID}")},
     }
@@ -62,6 +67,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.metrics.http_middleware.RequestMetricsMiddleware",
+    "config.operations.OperationsEndpointsMiddleware",  # /healthz, /readyz, /metrics: before host validation
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -120,6 +127,11 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", "celery")
+# A task whose worker process dies is redelivered by Redis only once this has passed since
+# it was handed out. It must exceed the longest countdown/ETA (the webhook backoff is capped
+# at 3600 s), or Redis hands out waiting ETA tasks twice; so lost billing chunks are found by
+# the watchdog (billing_runs_watchdog_task), not by this timeout.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(env("CELERY_VISIBILITY_TIMEOUT_SECONDS", "7200"))}
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -128,8 +140,17 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 BILLING_GRACE_HOURS = int(env("BILLING_GRACE_HOURS", "24"))  # after period end, before auto-finalization
 BILLING_PAYMENT_TERMS_DAYS = int(env("BILLING_PAYMENT_TERMS_DAYS", "30"))
 BILLING_CHUNK_CUSTOMERS = int(env("BILLING_CHUNK_CUSTOMERS", "250"))
+# Worker loss (docs/operations.md): a chunk with no live attempt, dispatched or begun longer
+# ago than this, is sent again by the watchdog; a chunk is tried this many times before its
+# run is marked failed; an attempt running longer than the time limit is killed.
+BILLING_CHUNK_DEADLINE_SECONDS = int(env("BILLING_CHUNK_DEADLINE_SECONDS", "120"))
+BILLING_CHUNK_ATTEMPTS_MAX = int(env("BILLING_CHUNK_ATTEMPTS_MAX", "3"))
+BILLING_CHUNK_TIME_LIMIT_SECONDS = int(env("BILLING_CHUNK_TIME_LIMIT_SECONDS", "1800"))
 WEBHOOK_RETRY_BASE_SECONDS = float(env("WEBHOOK_RETRY_BASE_SECONDS", "10"))
 WEBHOOK_RETRIES_MAX = int(env("WEBHOOK_RETRIES_MAX", "10"))
+# Off: endpoints must be https:// to public addresses (checked at registration and again,
+# after DNS, at delivery). On only for local development and tests.
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
 SELLER = {
     "name": env("SELLER_NAME", "Tokenledger Inference Co."),
     "address": env("SELLER_ADDRESS", "1 Datacenter Way, Ashburn VA 20147, USA"),
@@ -139,6 +160,7 @@ SELLER = {
 # --- REST API --------------------------------------------------------------
 USAGE_INGEST_RATE = env("USAGE_INGEST_RATE", "6000/min")
 API_READ_RATE = env("API_READ_RATE", "1200/min")
+DATA_UPLOAD_MAX_MEMORY_SIZE = USAGE_BATCH_BYTES_MAX  # any request body: 413 beyond (API.md)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["config.api.ApiKeyAuthentication", "config.api.StaffSessionAuthentication"],
@@ -147,8 +169,9 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "DEFAULT_THROTTLE_CLASSES": ["config.api.KeyRateThrottle"],
     "EXCEPTION_HANDLER": "config.api.problem_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],  # any other body is a 415
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -161,17 +184,33 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-    },
-    "SECURITY": [{"bearer": []}],
+    "SERVE_INCLUDE_SCHEMA": False,
+    "AUTHENTICATION_WHITELIST": ["config.api.ApiKeyAuthentication"],  # staff sessions are the admin pages' own
 }
 
+# --- Operations (docs/operations.md) -------------------------------------------
+# The consumer, a Celery worker and beat serve their metrics on METRICS_PORT (unset: not
+# served); the web serves /metrics itself. /metrics is open to these networks, to anyone
+# else with an admin key; empty: an admin key from everywhere.
+METRICS_PORT = int(env("METRICS_PORT", "0")) or None
+METRICS_ADDR = env("METRICS_ADDR", "127.0.0.1")
+METRICS_ALLOWED_NETWORKS = [
+    str(ipaddress.ip_network(n.strip(), strict=False))
+    for n in env("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128").split(",") if n.strip()
+]
+READINESS_TIMEOUT_MS = int(env("READINESS_TIMEOUT_MS", "2000"))
+READINESS_KAFKA_CACHE_SECONDS = float(env("READINESS_KAFKA_CACHE_SECONDS", "5"))
+
+LOG_FORMAT = env("LOG_FORMAT", "plain")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ValueError(f"LOG_FORMAT must be plain or json, got {LOG_FORMAT!r}")
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT == "plain"  # json: Celery's lines go through LOGGING too
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+                   "json": {"()": "config.log_format.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"kafka": {"level": "WARNING"}},
 }
