@@ -32,6 +32,11 @@ class Clock:
     def seconds(self) -> float:
         return 0.0 if self.first_s is None else round(self.last_s - self.first_s, 3)
 
+    def marks(self) -> dict:
+        """CLOCK_MONOTONIC is one clock for every process of the machine: consumers run side
+        by side (bench.scale_out) are timed from the earliest first_s to the latest last_s."""
+        return {"first_s": self.first_s, "last_s": self.last_s}
+
 
 def poll_timed(consumer, clock: Clock) -> None:
     """The first poll that returns records starts the clock: the group join is behind it."""
@@ -85,7 +90,7 @@ def ledger_run(args) -> dict:
     return {
         "messages": stats.messages, "events": stats.events, "appended": stats.appended,
         "duplicates": stats.duplicates, "conflicts": stats.conflicts, "dead_letters": stats.dead_letters,
-        "batches": stats.batches, "seconds": clock.seconds(),
+        "batches": stats.batches, "seconds": clock.seconds(), **clock.marks(),
     }
 
 

@@ -108,14 +108,17 @@ def copy_baseline(database_url: str) -> dict:
 def summary(results: dict, copy: dict) -> dict:
     single, batched = results["single"], results["batched"]
     ratio = round(single["ledger"]["events_per_s"] / single["bare"]["events_per_s"], 3)
+    ratio_copy = round(batched["ledger"]["events_per_s"] / copy["rows_per_s"], 3) if copy["rows_per_s"] else None
     rss_mb = max(single["ledger"]["peak_rss_mb"], batched["ledger"]["peak_rss_mb"])
     return {
         **results,
         "copy_plain_table": copy,
         "ratio_single_ledger_to_bare": ratio,
+        "ratio_batched_ledger_to_copy": ratio_copy,
         "consumer_peak_rss_mb": rss_mb,
         "targets": {
             "batched_events_per_s": target(batched["ledger"]["events_per_s"], at_least=100_000),
+            "batched_ledger_to_copy_ratio": target(ratio_copy, at_least=0.50),
             "single_ledger_to_bare_ratio": target(ratio, at_least=0.70),
             "consumer_peak_rss_mb": target(rss_mb, below=300),
         },

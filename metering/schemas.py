@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import msgspec
+
 SERVICE_TIERS = ("standard", "batch", "priority")
 TOKENS_MAX = 10**12  # per event; keeps every sum far inside a 64-bit integer
 METADATA_BYTES_MAX = 4096
@@ -325,6 +327,82 @@ def event_validate(obj, *, catalog: Catalog, rules: Rules) -> UsageEventIn | Inv
         event_id=event_id, customer_id=customer_id, model=model, occurred_at=occurred_at,
         input_tokens=input_tokens, cached_input_tokens=cached, output_tokens=output_tokens,
         service_tier=service_tier, region=region, cluster=cluster, metadata=metadata,
+    )
+
+
+class _WireEvent(msgspec.Struct, forbid_unknown_fields=True):
+    """The shape of a plain valid event, for `event_accept_fast`'s compiled decoder.
+
+    Types only, and stricter than JSON: an int field takes only a JSON integer (never
+    a float or a bool, as `_tokens`), a required field null is a failure, unknown fields
+    are a failure. Duplicate keys keep the last value, as `json.loads` does."""
+
+    event_id: str
+    customer_id: str
+    model: str
+    timestamp: str
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int = 0
+    service_tier: str = "standard"
+    region: str | None = None
+    cluster: str | None = None
+    metadata: dict | None = None
+
+
+_WIRE_EVENT = msgspec.json.Decoder(_WireEvent)
+_WIRE_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def wire_elements(raw: bytes) -> list[msgspec.Raw] | None:
+    """A JSON array's elements, each still encoded; None if the compiled decoder cannot
+    split it (not an array, not strict UTF-8 JSON, ...): the caller then decodes with
+    `json_loads`, which decides."""
+    try:
+        return _WIRE_ARRAY.decode(raw)
+    except Exception:  # noqa: BLE001 -- any failure only means "take the authoritative path"
+        return None
+
+
+def event_accept_fast(raw, *, catalog: Catalog, rules: Rules) -> UsageEventIn | None:
+    """The event in `raw` (one encoded JSON element) if it is a plain valid one, else None.
+
+    An optimization of `event_validate` for the consumer's hot path, never a second
+    authority: it accepts only events without metadata that pass every rule below, each
+    the same test `event_validate` makes, and returns exactly what `event_validate`
+    returns for them. Anything else, including everything it cannot decode, is None,
+    and the caller decodes the element with `json_loads` and asks `event_validate`, which
+    gives the verdict and the reason (tests/metering/test_steps.py holds the two
+    paths to the same answers)."""
+    try:
+        wire = _WIRE_EVENT.decode(raw)
+    except Exception:  # noqa: BLE001 -- see wire_elements
+        return None
+    region, cluster = wire.region or "", wire.cluster or ""
+    event_id, customer_id, model, service_tier = wire.event_id, wire.customer_id, wire.model, wire.service_tier
+    if not (
+        wire.metadata is None
+        and customer_id in catalog.customers and 0 < len(customer_id) <= 64
+        and model in catalog.models and 0 < len(model) <= 128
+        and 0 < len(event_id) <= 128 and len(region) <= 64 and len(cluster) <= 64
+        and service_tier in SERVICE_TIERS
+        and 0 <= wire.cached_input_tokens <= wire.input_tokens <= TOKENS_MAX and 0 <= wire.output_tokens <= TOKENS_MAX
+        and not (_unstorable(event_id) or _unstorable(customer_id) or _unstorable(model)
+                 or _unstorable(region) or _unstorable(cluster))
+        and RFC3339.match(wire.timestamp)
+    ):
+        return None
+    try:
+        occurred_at = datetime.fromisoformat(wire.timestamp)
+    except ValueError:
+        return None
+    if not rules.not_before <= occurred_at <= rules.not_after:
+        return None
+    return UsageEventIn(
+        event_id=event_id, customer_id=customer_id, model=model, occurred_at=occurred_at,
+        input_tokens=wire.input_tokens, cached_input_tokens=wire.cached_input_tokens,
+        output_tokens=wire.output_tokens, service_tier=service_tier, region=region, cluster=cluster,
+        metadata=None,
     )
 
 

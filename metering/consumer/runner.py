@@ -11,7 +11,7 @@ from threading import Event
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.errors import CommitFailedError
+from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 
 from config.metrics.counters import consumer_batch_recorded, consumer_polled
 from metering.consumer import steps
@@ -94,6 +94,26 @@ class CatalogCache:
         return self.catalog != previous
 
 
+# Fetch responses are kept small because kafka-python reads and decodes a whole response in
+# one step of its IO thread's event loop, 4 KiB per recv() (kafka/net/transport.py,
+# `_sock_recv`), and each recv() releases the GIL, which the consumer's main thread, busy
+# checking and staging the previous batch, takes, so every recv() waits to get it back
+# (and for a core, on a busy machine). A 5 MB response (the former 4 MiB per partition,
+# 16 MiB per response) was ~1,300 such hand-overs: one step took 0.1-0.6 s of wall time
+# for 13-43 ms of CPU (docs/benchmarks.md, "the kafka-python event loop"), and
+# kafka-python warned "Task ... ran for 0.4s (>0.100s threshold). It is blocking the
+# event loop": the heartbeat coroutine, on the same loop, waits behind such steps, and a
+# heartbeat starved past session_timeout_ms is a rebalance under load. 512 KiB responses
+# are ≤ 128 hand-overs per step. `_poll` keeps batches full regardless (it waits for the
+# next response while the partitions are behind), so the batch size, not the fetch size,
+# still sets the transaction size. (Neither SO_RCVBUF nor a shorter sys.setswitchinterval
+# helped: the recv() loop reads until the response ends, whatever the socket buffer.)
+FETCH_MAX_BYTES = 512 * 1024
+# While the partitions are behind, `_poll` waits this long for the next fetch response
+# (it lands in a few ms in a backlog) rather than writing a batch of one small response.
+BEHIND_POLL_MS = 100
+
+
 def kafka_consumer(config: ConsumerConfig) -> KafkaConsumer:
     return KafkaConsumer(
         config.topic,
@@ -105,8 +125,8 @@ def kafka_consumer(config: ConsumerConfig) -> KafkaConsumer:
         session_timeout_ms=config.session_timeout_ms,
         max_poll_interval_ms=config.max_poll_interval_ms,
         heartbeat_interval_ms=max(config.session_timeout_ms // 5, 500),
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        fetch_max_bytes=16 * 1024 * 1024,
+        max_partition_fetch_bytes=FETCH_MAX_BYTES,  # a larger first batch is still returned whole
+        fetch_max_bytes=FETCH_MAX_BYTES,
     )
 
 
@@ -132,8 +152,8 @@ class LedgerConsumer:
                     self._process(records)
                     last_records_at = now_s
                 elif self.config.idle_exit_s is not None and self.consumer.assignment() \
-                        and now_s - last_records_at >= self.config.idle_exit_s:
-                    break
+                        and now_s - last_records_at >= self.config.idle_exit_s and self._caught_up():
+                    break  # caught up too: a rebalance can hold back records for longer than idle_exit_s
                 if now_s - last_log_at >= self.config.stats_interval_s:
                     self._log_progress("progress", since=logged, seconds=now_s - last_log_at)
                     logged, last_log_at = replace(self.stats), now_s
@@ -144,7 +164,13 @@ class LedgerConsumer:
         return self.stats
 
     def _poll(self) -> list:
-        """Up to batch_messages_max records or batch_bytes_max bytes, whichever comes first."""
+        """Up to batch_messages_max records or batch_bytes_max bytes, whichever comes first,
+        but no more than the partitions hold now: once every assigned partition is read up to
+        its high watermark the batch is written. Without that stop, a steady producer kept
+        the accumulating loop fed (a fresh fetch lands every few ms) and batches waited to
+        fill: p99 10.6 s from produce to ledger at half the maximum rate (bench.latency),
+        2.3 s with it on the same busy machine, 0.3 s on a quieter one. While the partitions are behind (a backlog) it waits for the next
+        fetch response, so a backlog still makes full batches from small responses."""
         records, size = [], 0
         timeout_ms = 1_000
         while len(records) < self.config.batch_messages_max and size < self.config.batch_bytes_max:
@@ -154,8 +180,22 @@ class LedgerConsumer:
                 break
             records.extend(fresh)
             size += sum(len(r.value or b"") for r in fresh)
-            timeout_ms = 0
+            if self._caught_up():
+                break
+            timeout_ms = BEHIND_POLL_MS
         return records
+
+    def _caught_up(self) -> bool:
+        """Every assigned partition read up to the high watermark of its last fetch response."""
+        try:
+            for tp in self.consumer.assignment():
+                highwater = self.consumer.highwater(tp)
+                position = self.consumer.position(tp, timeout_ms=0)
+                if highwater is not None and position is not None and position < highwater:
+                    return False
+        except KafkaError:  # the assignment changed under us: write what we hold
+            return True
+        return True
 
     def _process(self, records: list) -> None:
         started_s = time.monotonic()
@@ -169,8 +209,10 @@ class LedgerConsumer:
             self.producer.flush()
         try:
             self.consumer.commit(offsets=steps.next_offsets(records))
-        except CommitFailedError:
-            # The group rebalanced while we wrote: the new owner replays the batch, a no-op.
+        except (CommitFailedError, RebalanceInProgressError):
+            # The group rebalanced while we wrote (RebalanceInProgressError: it still is, e.g.
+            # another process of `consume_usage --processes N` joining mid-batch): whoever owns
+            # the partitions next replays the batch from the committed offsets, a no-op.
             logger.warning("offset commit refused after a rebalance; the batch will be replayed harmlessly")
         events = len(checked.accepted) + len(checked.rejected)
         self.stats.add(result, messages=len(records), events=events, dead_letters=len(rejected))

@@ -15,7 +15,10 @@ from datetime import UTC, datetime, timedelta
 
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from metering.schemas import DOCUMENT_DEPTH_MAX, Catalog, Invalid, Rules, UsageEventIn, event_validate, json_loads
+from metering.schemas import (
+    DOCUMENT_DEPTH_MAX, Catalog, Invalid, Rules, UsageEventIn, event_accept_fast, event_validate, json_loads,
+    wire_elements,
+)
 
 BATCH_EVENTS_MAX = 1_000
 MESSAGE_LEVEL = -1  # source index of a message that is not an array
@@ -113,12 +116,73 @@ def bounded(value: object) -> object:
     return root[0]
 
 
+# An element with more brackets than this is left to `check`'s own path: it may nest
+# deep enough for json_loads to cut it, which depends on the whole document.
+_FAST_BRACKETS_MAX = DOCUMENT_DEPTH_MAX
+
+
+def _check_fast(record, *, received_at: datetime, rules: Rules, catalog: Catalog,
+                accepted: list[Accepted], rejected: list[Rejected]) -> bool:
+    """Settle a record on the compiled path (`event_accept_fast`) if it can; True if it did.
+
+    A single event it does not accept, and a message it cannot split as an array, are
+    left whole to `check`'s own path (False, nothing recorded). In an array it can
+    split, an element it does not accept is decoded alone and judged by
+    `event_validate`, as `check` would judge it inside the array."""
+    value = record.value
+    if value is None:
+        return False
+    if value[:1] != b"[":
+        verdict = event_accept_fast(value, catalog=catalog, rules=rules)
+        if verdict is None or (record.key is not None and verdict.customer_id != record.key.decode("utf-8", "replace")):
+            return False
+        accepted.append(Accepted(verdict, Coordinates(record.topic, record.partition, record.offset, MESSAGE_LEVEL),
+                                 received_at))
+        return True
+    raws = wire_elements(value)
+    if raws is None or len(raws) > BATCH_EVENTS_MAX:
+        return False
+    key = record.key.decode("utf-8", "replace") if record.key is not None else None
+    settled: list[Accepted | Rejected] = []
+    for index, raw in enumerate(raws):
+        source = Coordinates(record.topic, record.partition, record.offset, index)
+        verdict, element = event_accept_fast(raw, catalog=catalog, rules=rules), None
+        if verdict is None or (key is not None and verdict.customer_id != key):
+            encoded = bytes(raw)
+            if encoded.count(b"[") + encoded.count(b"{") > _FAST_BRACKETS_MAX:
+                return False
+            try:
+                element = json.loads(encoded.decode())
+            except ValueError:  # valid to the compiled decoder only: `check`'s own path decides
+                return False
+            if verdict is None:
+                verdict = event_validate(element, catalog=catalog, rules=rules)
+        if isinstance(verdict, UsageEventIn) and key is not None and verdict.customer_id != key:
+            verdict = Invalid("key_mismatch", {"customer_id": [f"Differs from the message key '{key}'."]})
+        if isinstance(verdict, Invalid):
+            settled.append(Rejected("invalid", verdict.reason, verdict.errors, source, received_at, record.key,
+                                    payload=bounded(element)))
+        else:
+            settled.append(Accepted(verdict, source, received_at))
+    for item in settled:
+        (accepted if isinstance(item, Accepted) else rejected).append(item)
+    return True
+
+
 def check(records: Iterable, *, catalog: Catalog, lateness: timedelta, now: datetime) -> Checked:
-    """Decode and validate each record; an array is checked element by element."""
+    """Decode and validate each record; an array is checked element by element.
+
+    Most records are settled by the compiled decoder (`_check_fast`); whatever it does
+    not settle is decoded by `json_loads` and judged by `event_validate` below, which
+    alone gives reasons."""
     accepted: list[Accepted] = []
     rejected: list[Rejected] = []
     for record in records:
         received_at = received_at_of(record, now=now)
+        rules = Rules(arrived_at=received_at, lateness=lateness)
+        if _check_fast(record, received_at=received_at, rules=rules, catalog=catalog,
+                       accepted=accepted, rejected=rejected):
+            continue
         message = Coordinates(record.topic, record.partition, record.offset, MESSAGE_LEVEL)
         try:
             body = json_loads(record.value)
@@ -133,7 +197,6 @@ def check(records: Iterable, *, catalog: Catalog, lateness: timedelta, now: date
                                      raw=record.value))
             continue
         elements = enumerate(body) if isinstance(body, list) else ((MESSAGE_LEVEL, body),)
-        rules = Rules(arrived_at=received_at, lateness=lateness)
         key = record.key.decode("utf-8", "replace") if record.key is not None else None
         for index, element in elements:
             source = Coordinates(record.topic, record.partition, record.offset, index)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from kafka.consumer.fetcher import ConsumerRecord
 
+from metering.consumer import steps
 from metering.consumer.steps import bounded, check
 from metering.schemas import DOCUMENT_DEPTH_MAX, Catalog
 from tests.metering.factories import EXAMPLE
@@ -67,3 +68,52 @@ def test_a_record_timestamp_past_year_9999_does_not_stop_the_consumer():
     result = checked(json.dumps({**EXAMPLE, "timestamp": NOW.isoformat()}).encode(), timestamp_ms=2**62)
 
     assert len(result.accepted) == 1 and result.accepted[0].received_at == NOW
+
+
+def _edge_documents() -> list[bytes]:
+    """Events on either side of every rule, and what a strict decoder and json differ on."""
+    base = {**EXAMPLE, "timestamp": NOW.isoformat()}
+    base.pop("metadata")
+    deep: object = 1
+    for _ in range(40):
+        deep = [deep]
+    variants = [
+        base, {**base, "metadata": None}, {**base, "metadata": {"a": 1}}, {**base, "metadata": {"d": deep}},
+        {**base, "metadata": "x"}, {**base, "cached_input_tokens": None}, {**base, "cached_input_tokens": 10**6},
+        {**base, "input_tokens": 5.0}, {**base, "input_tokens": True}, {**base, "output_tokens": 10**12 + 1},
+        {**base, "input_tokens": 10**30}, {**base, "region": None}, {**base, "region": "x" * 65},
+        {**base, "cluster": "a\x00"}, {**base, "event_id": "\ud800"}, {**base, "event_id": ""},
+        {**base, "event_id": "é" * 128}, {**base, "event_id": "é" * 129}, {**base, "service_tier": None},
+        {**base, "service_tier": "flex"}, {**base, "extra": 1}, {**base, "timestamp": "2026-11-03T14:00:00"},
+        {**base, "timestamp": (NOW - timedelta(days=36)).isoformat()}, {**base, "timestamp": "2026-02-30T00:00:00Z"},
+        {**base, "timestamp": (NOW + timedelta(minutes=6)).isoformat()}, {**base, "customer_id": "nobody"},
+        {**base, "model": ""}, 5, None, [], "s",
+    ]
+    documents = [json.dumps(v).encode() for v in variants]
+    plain = documents[0]
+    return documents + [
+        b'{"event_id":"first",' + plain[1:],  # a duplicate key: the last one counts
+        b"\xef\xbb\xbf" + plain, b"[" * 3000 + b"]" * 3000, b'{"input_tokens":NaN}', b'{"region":"\xed\xa0\x80"}',
+    ]
+
+
+def test_the_compiled_path_gives_the_verdicts_of_event_validate(monkeypatch):
+    documents = _edge_documents()
+    messages = documents + [b"[" + b",".join(documents[i:i + 4]) + b"]" for i in range(len(documents))] + [
+        b"[]", b" [" + documents[0] + b"]", b"[" + b",".join([documents[0]] * 1001) + b"]",
+        b'[{"input_tokens":1e400}]', b"[" + documents[0] + b',{"x":"\xed\xa0\x80"}]',
+    ]
+    records = [record(m, offset=i) for i, m in enumerate(messages)]
+    records += [r._replace(key=b"other", offset=r.offset + len(records)) for r in records]
+
+    def verdicts():
+        result = check(records, catalog=CATALOG, lateness=timedelta(days=35), now=NOW)
+        return ([(a.event, a.source) for a in result.accepted],
+                [(r.reason, r.errors, r.source, json.dumps(r.payload), r.raw) for r in result.rejected])
+
+    compiled = verdicts()
+    monkeypatch.setattr(steps, "_check_fast", lambda record, **kwargs: False)
+    authoritative = verdicts()
+
+    assert compiled == authoritative
+    assert len(compiled[0]) > 10 and len(compiled[1]) > 100
