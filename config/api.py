@@ -337,13 +337,25 @@ class NextCursorPagination(CursorPagination):
 # --- problem+json -------------------------------------------------------------------
 
 
-def problem_response(*, status: int, title: str, detail: str, code: str, errors=None, extra=None, headers=None):
+def problem_body(*, status: int, title: str, detail: str, code: str, errors=None, extra=None) -> dict:
     body = {"type": f"https://tokenledger.dev/problems/{code}", "title": title, "status": status, "detail": detail}
     if errors:
         body["errors"] = errors
     body.update(extra or {})
-    response = Response(body, status=status, headers=headers, content_type=PROBLEM_CONTENT_TYPE)
-    return response
+    return body
+
+
+def problem_response(*, status: int, title: str, detail: str, code: str, errors=None, extra=None, headers=None):
+    """A problem from a DRF view (rendered by DRF)."""
+    body = problem_body(status=status, title=title, detail=detail, code=code, errors=errors, extra=extra)
+    return Response(body, status=status, headers=headers, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def problem_json_response(*, status: int, title: str, detail: str, code: str, extra=None,
+                          headers=None) -> JsonResponse:
+    """A problem from plain Django (URL resolver, middleware), where no DRF renderer runs."""
+    body = problem_body(status=status, title=title, detail=detail, code=code, extra=extra)
+    return JsonResponse(body, status=status, content_type=PROBLEM_CONTENT_TYPE, headers=headers)
 
 
 def _field_errors(detail) -> dict:
@@ -403,6 +415,5 @@ def not_found(request, exception):
     the usual page elsewhere."""
     if not request.path.startswith("/api/"):
         return defaults.page_not_found(request, exception)
-    body = {"type": "https://tokenledger.dev/problems/not_found", "title": "Not found.", "status": 404,
-            "detail": f"No resource at {request.path}."}
-    return JsonResponse(body, status=404, content_type=PROBLEM_CONTENT_TYPE)
+    return problem_json_response(status=404, title="Not found.", detail=f"No resource at {request.path}.",
+                                 code="not_found")

@@ -15,16 +15,10 @@ from django.http import HttpResponse, JsonResponse
 from django.urls import Resolver404, path, resolve
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from config.api import PROBLEM_CONTENT_TYPE, api_key_hash
+from config.api import api_key_hash, problem_json_response
 from config.metrics.exposition import process_registry
 from config.metrics.facts import FACTS
 from config.readiness import database_check, kafka_check
-
-
-def problem(*, status: int, code: str, title: str, detail: str, headers=None, **extra) -> JsonResponse:
-    body = {"type": f"https://tokenledger.dev/problems/{code}", "title": title, "status": status,
-            "detail": detail, **extra}
-    return JsonResponse(body, status=status, content_type=PROBLEM_CONTENT_TYPE, headers=headers)
 
 
 def healthz(request):
@@ -39,7 +33,8 @@ def readyz(request):
     if not failing:
         return JsonResponse({"status": "ready", "checks": report})
     detail = "; ".join(f"{name}: {checks[name].detail}" for name in failing)
-    return problem(status=503, code="not_ready", title="Not ready", detail=detail, failing=failing, checks=report)
+    return problem_json_response(status=503, code="not_ready", title="Not ready", detail=detail,
+                                 extra={"failing": failing, "checks": report})
 
 
 def metrics(request):
@@ -55,19 +50,22 @@ def metrics_refusal(request) -> JsonResponse | None:
         return None
     scheme, _, raw_key = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
     if scheme != "Bearer" or not raw_key.strip():
-        return problem(status=401, code="not_authenticated", title="Authentication required",
-                       detail="From outside METRICS_ALLOWED_NETWORKS, /metrics needs an admin API key: "
-                              "'Authorization: Bearer <key>'.", headers={"WWW-Authenticate": 'Bearer realm="api"'})
+        return problem_json_response(
+            status=401, code="not_authenticated", title="Authentication required",
+            detail="From outside METRICS_ALLOWED_NETWORKS, /metrics needs an admin API key: "
+                   "'Authorization: Bearer <key>'.", headers={"WWW-Authenticate": 'Bearer realm="api"'})
     from metering.models import ApiKey
 
     scope = ApiKey.objects.filter(key_hash=api_key_hash(raw_key.strip()), revoked_at__isnull=True) \
         .values_list("scope", flat=True).first()
     if scope is None:
-        return problem(status=401, code="authentication_failed", title="Authentication failed",
-                       detail="Unknown or revoked API key.", headers={"WWW-Authenticate": 'Bearer realm="api"'})
+        return problem_json_response(
+            status=401, code="authentication_failed", title="Authentication failed",
+            detail="Unknown or revoked API key.", headers={"WWW-Authenticate": 'Bearer realm="api"'})
     if scope != ApiKey.Scope.ADMIN:
-        return problem(status=403, code="permission_denied", title="Permission denied",
-                       detail=f"A key with scope '{scope}' cannot read /metrics; it needs an admin key.")
+        return problem_json_response(
+            status=403, code="permission_denied", title="Permission denied",
+            detail=f"A key with scope '{scope}' cannot read /metrics; it needs an admin key.")
     return None
 
 

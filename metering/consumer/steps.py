@@ -116,6 +116,18 @@ def bounded(value: object) -> object:
     return root[0]
 
 
+def _settled(verdict: UsageEventIn | Invalid, element: object, *, key: str | None, record, source: Coordinates,
+             received_at: datetime) -> Accepted | Rejected:
+    """One element's verdict as an acceptance or a rejection; a valid event of another
+    customer than the message key is a `key_mismatch`."""
+    if isinstance(verdict, UsageEventIn) and key is not None and verdict.customer_id != key:
+        verdict = Invalid("key_mismatch", {"customer_id": [f"Differs from the message key '{key}'."]})
+    if isinstance(verdict, Invalid):
+        return Rejected("invalid", verdict.reason, verdict.errors, source, received_at, record.key,
+                        payload=bounded(element))
+    return Accepted(verdict, source, received_at)
+
+
 # An element with more brackets than this is left to `check`'s own path: it may nest
 # deep enough for json_loads to cut it, which depends on the whole document.
 _FAST_BRACKETS_MAX = DOCUMENT_DEPTH_MAX
@@ -157,13 +169,7 @@ def _check_fast(record, *, received_at: datetime, rules: Rules, catalog: Catalog
                 return False
             if verdict is None:
                 verdict = event_validate(element, catalog=catalog, rules=rules)
-        if isinstance(verdict, UsageEventIn) and key is not None and verdict.customer_id != key:
-            verdict = Invalid("key_mismatch", {"customer_id": [f"Differs from the message key '{key}'."]})
-        if isinstance(verdict, Invalid):
-            settled.append(Rejected("invalid", verdict.reason, verdict.errors, source, received_at, record.key,
-                                    payload=bounded(element)))
-        else:
-            settled.append(Accepted(verdict, source, received_at))
+        settled.append(_settled(verdict, element, key=key, record=record, source=source, received_at=received_at))
     for item in settled:
         (accepted if isinstance(item, Accepted) else rejected).append(item)
     return True
@@ -200,14 +206,9 @@ def check(records: Iterable, *, catalog: Catalog, lateness: timedelta, now: date
         key = record.key.decode("utf-8", "replace") if record.key is not None else None
         for index, element in elements:
             source = Coordinates(record.topic, record.partition, record.offset, index)
-            verdict = event_validate(element, catalog=catalog, rules=rules)
-            if isinstance(verdict, UsageEventIn) and key is not None and verdict.customer_id != key:
-                verdict = Invalid("key_mismatch", {"customer_id": [f"Differs from the message key '{key}'."]})
-            if isinstance(verdict, Invalid):
-                rejected.append(Rejected("invalid", verdict.reason, verdict.errors, source, received_at,
-                                         record.key, payload=bounded(element)))
-            else:
-                accepted.append(Accepted(verdict, source, received_at))
+            item = _settled(event_validate(element, catalog=catalog, rules=rules), element, key=key, record=record,
+                            source=source, received_at=received_at)
+            (accepted if isinstance(item, Accepted) else rejected).append(item)
     return Checked(accepted, rejected)
 
 
