@@ -22,7 +22,8 @@ from config.api import (
     InstantField, NextPagination, PeriodField, PeriodQuerySerializer, customer_scope_of, group_by_keys, on_the_hour,
 )
 from config.openapi import MoneyField, UnitPriceField, page_of, problem
-from metering.models import Customer, ModelTierChange, ServiceTier
+from metering.apis import ServiceTierField
+from metering.models import Customer, ModelTierChange
 from metering.services import utc_now
 
 
@@ -59,7 +60,7 @@ class UsageRowSerializer(serializers.Serializer):
     customer_id = serializers.CharField()
     model = serializers.CharField(required=False)
     model_tier = serializers.CharField(required=False, allow_null=True, help_text="Null while the model had no tier.")
-    service_tier = serializers.ChoiceField(choices=ServiceTier.values, required=False)
+    service_tier = serializers.CharField(required=False)
     region = serializers.CharField(required=False, help_text="Empty for events that named none.")
     cluster = serializers.CharField(required=False, help_text="Empty for events that named none.")
     hour = serializers.DateTimeField(required=False)
@@ -105,7 +106,7 @@ class UsageApi(APIView):
 
 class UnitPriceSerializer(serializers.Serializer):
     model_tier = serializers.SlugField(max_length=32)
-    service_tier = serializers.ChoiceField(choices=ServiceTier.values)
+    service_tier = ServiceTierField()
     token_class = serializers.ChoiceField(choices=TokenClass.values)
     unit_price = serializers.DecimalField(max_digits=18, decimal_places=6, min_value=Decimal(0),
                                           help_text="USD per 1,000,000 tokens, at most 6 decimals.")
@@ -300,7 +301,7 @@ class InvoiceLineSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=InvoiceLine.Kind.values)
     description = serializers.CharField()
     model = serializers.CharField(allow_null=True)
-    service_tier = serializers.ChoiceField(choices=ServiceTier.values, allow_null=True)
+    service_tier = serializers.CharField(allow_null=True)
     token_class = serializers.ChoiceField(choices=TokenClass.values, allow_null=True)
     tokens = serializers.IntegerField(allow_null=True)
     unit_price = UnitPriceField(allow_null=True, help_text="USD per 1,000,000 tokens.")

@@ -15,6 +15,8 @@ from billing.rating import (
     invoice_rate, usage_amount,
 )
 from metering import selectors as metering_selectors
+from metering.token_classes import FIELDS as TOKEN_FIELDS
+from metering.token_classes import priced_of_row
 
 
 def month_bounds(moment: datetime) -> tuple[datetime, datetime]:
@@ -90,27 +92,27 @@ def credit_balance(*, customer_id: str) -> Decimal:
 
 def quantities_from_rows(rows, *, boundaries: list[datetime] = (), end: datetime | None = None
                          ) -> dict[str, list[Quantity]]:
-    """Hourly rows (customer, model, service tier, hour, input, cached, output) → per-customer
-    quantities of the priced token classes, summed over each stretch [boundary, next boundary
-    or `end`) (boundaries are instants where a tier or price may change), so that each sum is
-    priced once. Without boundaries, each row stays one hour."""
+    """Hourly rows (customer, model, service tier, hour, then the sums of token_classes.FIELDS)
+    → per-customer quantities of the priced token classes, summed over each stretch
+    [boundary, next boundary or `end`) (boundaries are instants where a tier or price may
+    change), so that each sum is priced once. Without boundaries, each row stays one hour.
+    A class with no tokens gives no quantity (and needs no price)."""
     starts = sorted(boundaries)
-    sums: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for customer_id, model, service_tier, hour, input_tokens, cached, output in rows:
+    sums: dict[tuple, list[int]] = defaultdict(lambda: [0] * len(TOKEN_FIELDS))
+    for customer_id, model, service_tier, hour, *tokens in rows:
         index = bisect_right(starts, hour) - 1
         if index < 0:
             segment = (hour, None)
         else:
             segment = (starts[index], starts[index + 1] if index + 1 < len(starts) else end)
         total = sums[(customer_id, model, service_tier, segment)]
-        total[0] += input_tokens - cached
-        total[1] += cached
-        total[2] += output
+        for position, count in enumerate(tokens):
+            total[position] += count
     by_customer: dict[str, list[Quantity]] = defaultdict(list)
     for (customer_id, model, service_tier, (segment, until)), tokens in sums.items():
         by_customer[customer_id].extend(
             Quantity(model, service_tier, token_class, segment, int(count), until)
-            for token_class, count in zip(("input", "cached_input", "output"), tokens)
+            for token_class, count in priced_of_row(tokens).items() if count
         )
     return by_customer
 
@@ -124,7 +126,11 @@ def segment_boundaries(schedule: PriceSchedule, start: datetime, end: datetime) 
     return sorted({*months, *schedule.boundaries(start, end)})
 
 
-LATE_USAGE_SQL = """
+def _sums(alias: str) -> str:
+    return ", ".join(f"sum({alias}.{name}) AS {name}" for name in TOKEN_FIELDS)
+
+
+LATE_USAGE_SQL = f"""
 WITH closed AS (
     SELECT c.customer_id,
            (i.period::timestamp AT TIME ZONE 'UTC') AS start_at,
@@ -136,23 +142,21 @@ WITH closed AS (
           SELECT 1 FROM billing_invoice d
           WHERE d.customer_id = i.customer_id AND d.status = 'draft' AND d.period > i.period AND d.period < %(period)s)
 ), used AS (
-    SELECT r.customer_id, r.model, r.service_tier, r.hour, sum(r.input_tokens) AS i,
-           sum(r.cached_input_tokens) AS c, sum(r.output_tokens) AS o
+    SELECT r.customer_id, r.model, r.service_tier, r.hour, {_sums("r")}
     FROM metering_hourly_rollup r
     JOIN closed ON closed.customer_id = r.customer_id AND r.hour >= closed.start_at AND r.hour < closed.end_at
     GROUP BY 1, 2, 3, 4
 ), billed AS (
-    SELECT b.customer_id, b.model, b.service_tier, b.hour, sum(b.input_tokens) AS i,
-           sum(b.cached_input_tokens) AS c, sum(b.output_tokens) AS o
+    SELECT b.customer_id, b.model, b.service_tier, b.hour, {_sums("b")}
     FROM billing_billedusage b
     JOIN billing_invoice inv ON inv.id = b.invoice_id AND inv.status IN ('finalized', 'paid')
     JOIN closed ON closed.customer_id = b.customer_id AND b.hour >= closed.start_at AND b.hour < closed.end_at
     GROUP BY 1, 2, 3, 4
 )
-SELECT u.customer_id, u.model, u.service_tier, u.hour, (u.i - coalesce(b.i, 0))::bigint,
-       (u.c - coalesce(b.c, 0))::bigint, (u.o - coalesce(b.o, 0))::bigint
+SELECT u.customer_id, u.model, u.service_tier, u.hour,
+       {", ".join(f"(u.{name} - coalesce(b.{name}, 0))::bigint" for name in TOKEN_FIELDS)}
 FROM used u LEFT JOIN billed b USING (customer_id, model, service_tier, hour)
-WHERE (u.i, u.c, u.o) IS DISTINCT FROM (b.i, b.c, b.o)
+WHERE ({", ".join(f"u.{name}" for name in TOKEN_FIELDS)}) IS DISTINCT FROM ({", ".join(f"b.{name}" for name in TOKEN_FIELDS)})
 """
 
 
@@ -168,7 +172,7 @@ def late_usage_rows(*, customer_ids: list[str] | None, period_start: datetime) -
 
 
 USAGE_GROUP_KEYS = ("model", "model_tier", "service_tier", "region", "cluster", "hour", "day")
-TOKEN_FIELDS = ("events", "input_tokens", "cached_input_tokens", "output_tokens")
+USAGE_SUMS = ("events", *TOKEN_FIELDS)
 
 
 def _group_value(key: str, row: dict, schedule: PriceSchedule):
@@ -190,12 +194,12 @@ def usage_report(*, customer_id: str | None, start: datetime, end: datetime, gro
     groups: dict[tuple, dict] = {}
     for row in metering_selectors.usage_hourly_rows(customer_id=customer_id, start=start, end=end):
         key = (row["customer_id"], *(_group_value(k, row, schedule) for k in group_by))
-        group = groups.setdefault(key, {**{f: 0 for f in TOKEN_FIELDS}, "quantities": []})
-        for field in TOKEN_FIELDS:
+        group = groups.setdefault(key, {**{f: 0 for f in USAGE_SUMS}, "quantities": []})
+        for field in USAGE_SUMS:
             group[field] += row[field]
         group["quantities"].extend(quantities_from_rows([(
-            row["customer_id"], row["model"], row["service_tier"], row["hour"], row["input_tokens"],
-            row["cached_input_tokens"], row["output_tokens"])])[row["customer_id"]])
+            row["customer_id"], row["model"], row["service_tier"], row["hour"],
+            *(row[name] for name in TOKEN_FIELDS))])[row["customer_id"]])
     terms = terms_for_customers(customer_ids=None if customer_id is None else [customer_id], start=start, end=end)
     report = []
     for key in sorted(groups, key=lambda k: tuple("" if v is None else str(v) for v in k)):

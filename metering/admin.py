@@ -6,7 +6,8 @@ from django.utils import timezone
 
 from config.admin_base import ReadOnlyAdmin, pretty_json
 from metering.models import (
-    ApiKey, CatalogModel, Customer, ModelTierChange, DeadLetter, HourlyRollup, UsageConflict, UsageDuplicate, UsageEvent,
+    ApiKey, CatalogModel, Customer, ModelTierChange, DeadLetter, HourlyRollup, ServiceTier, UsageConflict, UsageDuplicate,
+    UsageEvent,
 )
 from metering.selectors import model_tier_at
 from metering.services import api_key_create
@@ -40,6 +41,21 @@ class CatalogModelAdmin(admin.ModelAdmin):
     @admin.display(description="tier now")
     def current_tier(self, obj):
         return model_tier_at(obj.name, timezone.now()) or "—"
+
+
+@admin.register(ServiceTier)
+class ServiceTierAdmin(admin.ModelAdmin):
+    """Tiers are added, and their description edited; the name is what events and prices
+    carry, so it never changes and a tier is never deleted."""
+
+    list_display = ["name", "description", "created_at"]
+    readonly_fields = ["created_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["created_at"] if obj is None else ["name", "created_at"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(ApiKey)
@@ -77,12 +93,19 @@ class UsageEventAdmin(ReadOnlyAdmin):
     list_filter = ["service_tier"]
     search_fields = ["=customer_id", "=event_id"]
     date_hierarchy = "occurred_at"
+    exclude = ["provider_usage"]
+    readonly_fields = ["provider_usage_pretty"]
+
+    @admin.display(description="provider usage (as the gateway sent it)")
+    def provider_usage_pretty(self, obj):
+        return pretty_json(obj.provider_usage)
 
 
 @admin.register(HourlyRollup)
 class HourlyRollupAdmin(ReadOnlyAdmin):
     list_display = ["hour", "customer_id", "model", "service_tier", "region", "cluster", "events",
-                    "input_tokens", "cached_input_tokens", "output_tokens"]
+                    "input_tokens", "cached_input_tokens", "output_tokens", "cache_write_tokens",
+                    "cache_write_long_tokens", "audio_input_tokens", "audio_output_tokens", "reasoning_tokens"]
     list_filter = ["service_tier", "model"]
     search_fields = ["=customer_id"]
     date_hierarchy = "hour"

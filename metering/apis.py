@@ -20,7 +20,7 @@ from config.api import (
 )
 from config.openapi import problem
 from metering import selectors
-from metering.models import CatalogModel, Customer, DeadLetter
+from metering.models import CatalogModel, Customer, DeadLetter, ServiceTier
 from metering.producer import events_produce
 from metering.schemas import EXAMPLE_EVENT, Rules, UsageEventIn, event_validate, json_loads, shown
 from metering.services import catalog_model_create, model_tier_change, utc_now
@@ -183,6 +183,39 @@ class CatalogModelListApi(APIView):
         data.is_valid(raise_exception=True)
         model = catalog_model_create(**data.validated_data)
         return Response(CatalogModelSerializer(model).data, status=status.HTTP_201_CREATED)
+
+
+class ServiceTierField(serializers.SlugField):
+    """The name of a service tier of the catalog."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=16, **kwargs)
+
+    def to_internal_value(self, data):
+        name = super().to_internal_value(data)
+        if not ServiceTier.objects.filter(name=name).exists():
+            raise serializers.ValidationError(f"No service tier '{name}' in the catalog.")
+        return name
+
+
+class ServiceTierSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ServiceTier
+        fields = ["name", "description", "created_at"]
+
+
+class ServiceTierListApi(generics.ListCreateAPIView):
+    """The service tiers events may name and price books price; `standard`, `batch`,
+    `priority`, `flex` and `provisioned` exist from the start. Reading needs any key
+    (a gateway checks what it may send); adding one needs `admin`."""
+
+    serializer_class = ServiceTierSerializer
+    pagination_class = NextPagination
+    queryset = ServiceTier.objects.all()
+
+    @property
+    def scopes(self):
+        return ("admin",) if self.request.method == "POST" else ("ingest", "customer")
 
 
 class TierChangeSerializer(serializers.Serializer):

@@ -12,6 +12,11 @@ Invariants and where they are enforced:
   offset, index) on ledger keys, duplicates and dead letters, so a replay is a no-op.
 - `HourlyRollup` is a projection of the ledger, updated in the same transaction as
   the append; `verify_projections` recomputes it and must find no difference.
+- An event's token parts never exceed their totals (cached + cache writes + uncached
+  audio ≤ input, audio output and reasoning ≤ output): CHECK constraints on the ledger
+  (migration 0003) behind the validator's field errors.
+- Service tiers are rows of the catalog (`ServiceTier`, the first five seeded by
+  migration 0003); events, prices and invoice lines name them by `name`.
 """
 
 from django.db import models
@@ -110,10 +115,19 @@ class SourceCoordinates(models.Model):
         abstract = True
 
 
-class ServiceTier(models.TextChoices):
-    STANDARD = "standard"
-    BATCH = "batch"
-    PRIORITY = "priority"
+class ServiceTier(models.Model):
+    """A service tier events may name and price books price (`standard`, `batch`, ...)."""
+
+    name = models.SlugField(max_length=16, unique=True)
+    description = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "metering_service_tier"
+        ordering = ["id"]
+
+    def __str__(self):
+        return self.name
 
 
 class UsageEvent(SourceCoordinates):
@@ -134,10 +148,17 @@ class UsageEvent(SourceCoordinates):
     input_tokens = models.BigIntegerField()
     cached_input_tokens = models.BigIntegerField()
     output_tokens = models.BigIntegerField()
-    service_tier = models.CharField(max_length=16, choices=ServiceTier.choices)
+    cache_write_tokens = models.BigIntegerField(db_default=0)
+    cache_write_long_tokens = models.BigIntegerField(db_default=0)
+    audio_input_tokens = models.BigIntegerField(db_default=0)
+    audio_output_tokens = models.BigIntegerField(db_default=0)
+    reasoning_tokens = models.BigIntegerField(db_default=0)
+    service_tier = models.CharField(max_length=16)
     region = models.CharField(max_length=64, blank=True)
     cluster = models.CharField(max_length=64, blank=True)
     metadata = models.JSONField(null=True, blank=True)
+    provider_usage = models.JSONField(null=True, blank=True,
+                                      help_text="The provider's usage object the token fields were read from.")
 
     class Meta:
         db_table = "metering_usage_event"
@@ -222,13 +243,13 @@ class UsageConflict(DeadLetter):
 class HourlyRollup(models.Model):
     """Events and token sums per (customer, model, service tier, region, cluster, hour).
 
-    `input_tokens` counts all prompt tokens as on the event, cached ones included;
-    the priced `input` class is input_tokens − cached_input_tokens.
+    The sums are of the event's fields, totals and parts (`input_tokens` includes the
+    cached ones); `metering.token_classes.priced` turns them into priced classes.
     """
 
     customer_id = models.CharField(max_length=64)
     model = models.CharField(max_length=128)
-    service_tier = models.CharField(max_length=16, choices=ServiceTier.choices)
+    service_tier = models.CharField(max_length=16)
     region = models.CharField(max_length=64, blank=True)
     cluster = models.CharField(max_length=64, blank=True)
     hour = models.DateTimeField()
@@ -236,6 +257,11 @@ class HourlyRollup(models.Model):
     input_tokens = models.BigIntegerField()
     cached_input_tokens = models.BigIntegerField()
     output_tokens = models.BigIntegerField()
+    cache_write_tokens = models.BigIntegerField(db_default=0)
+    cache_write_long_tokens = models.BigIntegerField(db_default=0)
+    audio_input_tokens = models.BigIntegerField(db_default=0)
+    audio_output_tokens = models.BigIntegerField(db_default=0)
+    reasoning_tokens = models.BigIntegerField(db_default=0)
 
     class Meta:
         db_table = "metering_hourly_rollup"

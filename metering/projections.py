@@ -9,9 +9,10 @@ from datetime import datetime
 from django.db import connection, transaction
 
 from metering.services import ROLLUP_COLUMNS, ROLLUP_GROUP, TOKEN_SUMS
+from metering.token_classes import FIELDS as TOKEN_FIELDS
 
 GROUP = ("customer_id", "model", "service_tier", "region", "cluster", "hour")
-SUMS = ("events", "input_tokens", "cached_input_tokens", "output_tokens")
+SUMS = ("events", *TOKEN_FIELDS)
 
 LEDGER_TRUTH = f"""
 SELECT {ROLLUP_GROUP} AS hour, {TOKEN_SUMS}
@@ -53,7 +54,7 @@ def rollup_differences(*, start: datetime | None, end: datetime | None) -> list[
         rows = cursor.fetchall()
     differences = []
     for row in rows:
-        key, ledger, kept = row[:6], row[6:10], row[10:14]
+        key, ledger, kept = row[:6], row[6:6 + len(SUMS)], row[6 + len(SUMS):]
         differences.append(RollupDifference(
             key=dict(zip(GROUP, key)),
             ledger=dict(zip(SUMS, ledger)) if ledger[0] is not None else None,

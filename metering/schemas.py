@@ -22,7 +22,11 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-SERVICE_TIERS = ("standard", "batch", "priority")
+from metering.provider_usage import UsageUnreadable, token_fields
+from metering.token_classes import FIELDS as TOKEN_FIELDS
+from metering.token_classes import INPUT_PARTS, NEWER_FIELDS
+
+SERVICE_TIERS_SEEDED = ("standard", "batch", "priority", "flex", "provisioned")  # the catalog's first tiers
 TOKENS_MAX = 10**12  # per event; keeps every sum far inside a 64-bit integer
 METADATA_BYTES_MAX = 4096
 METADATA_DEPTH_MAX = 32  # levels of objects/arrays, the metadata object itself being the first
@@ -31,9 +35,10 @@ METADATA_DEPTH_MAX = 32  # levels of objects/arrays, the metadata object itself 
 # "metadata": ...`: 3 + METADATA_DEPTH_MAX), so a cut is always inside something refused.
 DOCUMENT_DEPTH_MAX = 64
 FIELDS = frozenset(
-    {"event_id", "customer_id", "model", "timestamp", "input_tokens", "cached_input_tokens",
-     "output_tokens", "service_tier", "region", "cluster", "metadata"}
+    {"event_id", "customer_id", "model", "timestamp", "service_tier", "region", "cluster", "metadata",
+     "provider_usage", *TOKEN_FIELDS}
 )
+PROVIDER_USAGE_BYTES_MAX = 8192
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # A JSON string (possessive, so an unterminated one cannot make the scan quadratic) or a bracket.
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
@@ -56,10 +61,11 @@ EXAMPLE_EVENT = {
 
 @dataclass(frozen=True, slots=True)
 class Catalog:
-    """What an event may name: known customer ids and model names."""
+    """What an event may name: known customer ids, model names and service tiers."""
 
     customers: frozenset[str]
     models: frozenset[str]
+    service_tiers: frozenset[str] = frozenset(SERVICE_TIERS_SEEDED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,20 @@ class UsageEventIn:
     region: str
     cluster: str
     metadata: dict | None
+    cache_write_tokens: int = 0
+    cache_write_long_tokens: int = 0
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
+    reasoning_tokens: int = 0
+    provider_usage: dict | None = None  # as the gateway sent it; the token fields above are read from it
+
+    def _newer(self) -> dict:
+        """The newer token fields that are not 0, and the provider's usage object if any:
+        what an event that predates them does not have."""
+        newer = {name: value for name in NEWER_FIELDS if (value := getattr(self, name))}
+        if self.provider_usage is not None:
+            newer["provider_usage"] = self.provider_usage
+        return newer
 
     def payload(self) -> dict:
         """The normalized event as JSON, the form stored beside conflicts."""
@@ -105,13 +125,16 @@ class UsageEventIn:
             body["cluster"] = self.cluster
         if self.metadata is not None:
             body["metadata"] = self.metadata
+        body.update(self._newer())
         return body
 
     def digest(self) -> bytes:
         """Identity of the payload: equal digests mean an exact duplicate.
 
         Normalized first, so `Z` and `+00:00`, or an explicit default, do not make
-        a retry look like a conflict.
+        a retry look like a conflict. The newer token fields and `provider_usage` are
+        appended only when present, so an event without them keeps the digest it had
+        before they existed (replaying old traffic stays a no-op).
         """
         metadata = json.dumps(self.metadata, sort_keys=True, separators=(",", ":")) if self.metadata is not None else ""
         canonical = "\x1f".join((
@@ -119,6 +142,8 @@ class UsageEventIn:
             str(self.input_tokens), str(self.cached_input_tokens), str(self.output_tokens),
             self.service_tier, self.region, self.cluster, metadata,
         ))
+        if newer := self._newer():
+            canonical += "\x1f" + json.dumps(newer, sort_keys=True, separators=(",", ":"))
         return hashlib.blake2b(canonical.encode(), digest_size=16).digest()
 
 
@@ -181,60 +206,62 @@ def _unstorable(value: str) -> str | None:
     return "nul_character:Must not contain NUL (\\u0000); Postgres text and jsonb cannot store it."
 
 
-def _path(keys: tuple) -> str:
-    return "metadata" + "".join(f"[{k}]" if isinstance(k, int) else f"[{json.dumps(k)}]" for k in keys)
+def _path(keys: tuple, name: str = "metadata") -> str:
+    return name + "".join(f"[{k}]" if isinstance(k, int) else f"[{json.dumps(k)}]" for k in keys)
 
 
-def _metadata_fault(metadata: dict) -> str | None:
-    """The first reason `metadata` cannot be stored, with where; None if it can.
+def _stored_fault(stored: dict, name: str, bytes_max: int) -> str | None:
+    """The first reason the object `name` cannot be stored, with where; None if it can.
 
     Iterative, so no depth makes it recurse; stops past METADATA_DEPTH_MAX levels and after
-    METADATA_BYTES_MAX nodes (each takes at least a byte serialized), so a huge or
-    deep object costs no more than a legal one before it is refused.
+    `bytes_max` nodes (each takes at least a byte serialized), so a huge or deep object
+    costs no more than a legal one before it is refused.
     """
-    stack: list[tuple[object, int, tuple]] = [(metadata, 1, ())]
+    stack: list[tuple[object, int, tuple]] = [(stored, 1, ())]
     nodes = 0
     while stack:
         value, depth, keys = stack.pop()
         nodes += 1
-        if nodes > METADATA_BYTES_MAX:
-            return f"metadata_too_large:Must be at most {METADATA_BYTES_MAX} bytes serialized."
+        if nodes > bytes_max:
+            return f"{name}_too_large:Must be at most {bytes_max} bytes serialized."
         if isinstance(value, dict | list):
             if depth > METADATA_DEPTH_MAX:
-                return (f"metadata_too_deep:Must nest at most {METADATA_DEPTH_MAX} levels of objects and arrays; "
-                        f"{_path(keys[:3])}... goes deeper.")
+                return (f"{name}_too_deep:Must nest at most {METADATA_DEPTH_MAX} levels of objects and arrays; "
+                        f"{_path(keys[:3], name)}... goes deeper.")
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for key, item in items:
                 if isinstance(key, str) and (fault := _unstorable(key)):
                     code, _, message = fault.partition(":")
-                    return f"metadata_{code}:{message} Found in a key under {_path(keys)}."
+                    return f"{name}_{code}:{message} Found in a key under {_path(keys, name)}."
                 stack.append((item, depth + 1, keys + (key,)))
         elif isinstance(value, str):
             if fault := _unstorable(value):
                 code, _, message = fault.partition(":")
-                return f"metadata_{code}:{message} Found at {_path(keys)}."
+                return f"{name}_{code}:{message} Found at {_path(keys, name)}."
         elif isinstance(value, float) and not math.isfinite(value):
-            return f"metadata_not_finite:Numbers must be finite (jsonb has no NaN or Infinity); found at {_path(keys)}."
+            return (f"{name}_not_finite:Numbers must be finite (jsonb has no NaN or Infinity); "
+                    f"found at {_path(keys, name)}.")
     return None
 
 
-def _metadata_checked(metadata: dict) -> str | None:
-    """Why `metadata` is refused, if it is: size, depth, what Postgres cannot store.
+def _stored_checked(stored: dict, name: str = "metadata", bytes_max: int = METADATA_BYTES_MAX) -> str | None:
+    """Why the object `name` (metadata, provider_usage) is refused, if it is: size, depth,
+    what Postgres cannot store.
 
     The serialized form, needed for the size anyway, clears the common case at C speed:
     with no escape, no NaN/Infinity and fewer brackets than METADATA_DEPTH_MAX it holds
-    no NUL, no surrogate, nothing too deep. Anything else is walked (`_metadata_fault`).
+    no NUL, no surrogate, nothing too deep. Anything else is walked (`_stored_fault`).
     """
     try:
-        text = json.dumps(metadata, separators=(",", ":"))
+        text = json.dumps(stored, separators=(",", ":"))
     except RecursionError:  # deeper than the encoder follows: the walk says where
-        return _metadata_fault(metadata)
+        return _stored_fault(stored, name, bytes_max)
     suspect = ("\\u" in text or "NaN" in text or "Infinity" in text
                or text.count("{") + text.count("[") > METADATA_DEPTH_MAX)
-    if suspect and (fault := _metadata_fault(metadata)):
+    if suspect and (fault := _stored_fault(stored, name, bytes_max)):
         return fault
-    if len(text.encode()) > METADATA_BYTES_MAX:
-        return f"metadata_too_large:Must be at most {METADATA_BYTES_MAX} bytes serialized."
+    if len(text.encode()) > bytes_max:
+        return f"{name}_too_large:Must be at most {bytes_max} bytes serialized."
     return None
 
 
@@ -288,6 +315,50 @@ def _timestamp(obj: dict, rules: Rules, errors: dict) -> datetime | None:
     return occurred_at
 
 
+def _parts_checked(counts: dict[str, int], errors: dict) -> None:
+    """The rules tying parts to totals (DESIGN.md §1), on counts that are each valid."""
+    if counts["cached_input_tokens"] > counts["input_tokens"]:
+        errors["cached_input_tokens"] = ["cached_exceeds_input:Must not exceed input_tokens."]
+    elif (parts := sum(counts[name] for name in INPUT_PARTS)) > counts["input_tokens"]:
+        errors["input_tokens"] = [
+            f"input_parts_exceed_input:The parts of input_tokens ({' + '.join(INPUT_PARTS)} = {parts}) "
+            f"must not exceed it ({counts['input_tokens']})."]
+    if counts["audio_output_tokens"] > counts["output_tokens"]:
+        errors["audio_output_tokens"] = ["audio_output_exceeds_output:Must not exceed output_tokens."]
+    if counts["reasoning_tokens"] > counts["output_tokens"]:
+        errors["reasoning_tokens"] = ["reasoning_exceeds_output:Must not exceed output_tokens."]
+
+
+def _token_counts(obj: dict, errors: dict) -> tuple[dict[str, int], dict | None]:
+    """The event's token fields, given or read from its `provider_usage`, and that object.
+
+    Checked field by field, then the parts against their totals; a provider object is
+    read by its format's adapter (metering/provider_usage.py), never alongside token fields.
+    """
+    provider_usage = obj.get("provider_usage")
+    if provider_usage is not None:
+        counts = dict.fromkeys(TOKEN_FIELDS, 0)
+        if given := [name for name in TOKEN_FIELDS if name in obj]:
+            errors["provider_usage"] = [f"provider_usage_with_token_fields:Send provider_usage or token fields, "
+                                        f"not both ({', '.join(given)} given)."]
+            return counts, None
+        try:
+            counts = token_fields(provider_usage)
+        except UsageUnreadable as exc:
+            errors["provider_usage"] = [f"{exc.reason}:{exc.message}"]
+            return counts, None
+        if fault := _stored_checked(provider_usage, "provider_usage", PROVIDER_USAGE_BYTES_MAX):
+            errors["provider_usage"] = [fault]
+            return counts, None
+    else:
+        counts = {name: _tokens(obj, name, errors, default=None if name in ("input_tokens", "output_tokens") else 0)
+                  for name in TOKEN_FIELDS}
+        if any(name in errors for name in TOKEN_FIELDS):
+            return counts, None
+    _parts_checked(counts, errors)
+    return counts, provider_usage
+
+
 def event_validate(obj, *, catalog: Catalog, rules: Rules) -> UsageEventIn | Invalid:
     """Check one element against every rule of DESIGN.md §1."""
     if not isinstance(obj, dict):
@@ -305,28 +376,27 @@ def event_validate(obj, *, catalog: Catalog, rules: Rules) -> UsageEventIn | Inv
     if model and "model" not in errors and model not in catalog.models:
         errors["model"] = [f"model_unknown:Model '{model}' is not in the catalog."]
     occurred_at = _timestamp(obj, rules, errors)
-    input_tokens = _tokens(obj, "input_tokens", errors)
-    cached = _tokens(obj, "cached_input_tokens", errors, default=0)
-    if "input_tokens" not in errors and "cached_input_tokens" not in errors and cached > input_tokens:
-        errors["cached_input_tokens"] = ["cached_exceeds_input:Must not exceed input_tokens."]
-    output_tokens = _tokens(obj, "output_tokens", errors)
+    counts, provider_usage = _token_counts(obj, errors)
     service_tier = obj.get("service_tier", "standard")
-    if service_tier not in SERVICE_TIERS:
-        errors["service_tier"] = [f"service_tier_invalid:Must be one of {', '.join(SERVICE_TIERS)}."]
+    if not isinstance(service_tier, str):
+        errors["service_tier"] = ["service_tier_invalid:Must be a string naming a service tier of the catalog."]
+    elif service_tier not in catalog.service_tiers:
+        errors["service_tier"] = [f"service_tier_unknown:Service tier '{shown(service_tier)[:64]}' is not in the "
+                                  f"catalog ({', '.join(sorted(catalog.service_tiers))})."]
     region = _string(obj, "region", 64, errors, required=False)
     cluster = _string(obj, "cluster", 64, errors, required=False)
     metadata = obj.get("metadata")
     if metadata is not None:
         if not isinstance(metadata, dict):
             errors["metadata"] = ["metadata_invalid:Must be a JSON object."]
-        elif fault := _metadata_checked(metadata):
+        elif fault := _stored_checked(metadata):
             errors["metadata"] = [fault]
     if errors:
         return _invalid(errors)
     return UsageEventIn(
         event_id=event_id, customer_id=customer_id, model=model, occurred_at=occurred_at,
-        input_tokens=input_tokens, cached_input_tokens=cached, output_tokens=output_tokens,
         service_tier=service_tier, region=region, cluster=cluster, metadata=metadata,
+        provider_usage=provider_usage, **counts,
     )
 
 
@@ -344,6 +414,11 @@ class _WireEvent(msgspec.Struct, forbid_unknown_fields=True):
     input_tokens: int
     output_tokens: int
     cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_long_tokens: int = 0
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
+    reasoning_tokens: int = 0
     service_tier: str = "standard"
     region: str | None = None
     cluster: str | None = None
@@ -368,7 +443,7 @@ def event_accept_fast(raw, *, catalog: Catalog, rules: Rules) -> UsageEventIn | 
     """The event in `raw` (one encoded JSON element) if it is a plain valid one, else None.
 
     An optimization of `event_validate` for the consumer's hot path, never a second
-    authority: it accepts only events without metadata that pass every rule below, each
+    authority: it accepts only events without metadata or provider_usage that pass every rule below, each
     the same test `event_validate` makes, and returns exactly what `event_validate`
     returns for them. Anything else, including everything it cannot decode, is None,
     and the caller decodes the element with `json_loads` and asks `event_validate`, which
@@ -380,13 +455,17 @@ def event_accept_fast(raw, *, catalog: Catalog, rules: Rules) -> UsageEventIn | 
         return None
     region, cluster = wire.region or "", wire.cluster or ""
     event_id, customer_id, model, service_tier = wire.event_id, wire.customer_id, wire.model, wire.service_tier
+    input_tokens, output_tokens = wire.input_tokens, wire.output_tokens
+    parts = (wire.cached_input_tokens, wire.cache_write_tokens, wire.cache_write_long_tokens, wire.audio_input_tokens)
     if not (
         wire.metadata is None
         and customer_id in catalog.customers and 0 < len(customer_id) <= 64
         and model in catalog.models and 0 < len(model) <= 128
         and 0 < len(event_id) <= 128 and len(region) <= 64 and len(cluster) <= 64
-        and service_tier in SERVICE_TIERS
-        and 0 <= wire.cached_input_tokens <= wire.input_tokens <= TOKENS_MAX and 0 <= wire.output_tokens <= TOKENS_MAX
+        and service_tier in catalog.service_tiers
+        and 0 <= input_tokens <= TOKENS_MAX and 0 <= output_tokens <= TOKENS_MAX
+        and min(parts) >= 0 and sum(parts) <= input_tokens
+        and 0 <= wire.audio_output_tokens <= output_tokens and 0 <= wire.reasoning_tokens <= output_tokens
         and not (_unstorable(event_id) or _unstorable(customer_id) or _unstorable(model)
                  or _unstorable(region) or _unstorable(cluster))
         and RFC3339.match(wire.timestamp)
@@ -400,9 +479,11 @@ def event_accept_fast(raw, *, catalog: Catalog, rules: Rules) -> UsageEventIn | 
         return None
     return UsageEventIn(
         event_id=event_id, customer_id=customer_id, model=model, occurred_at=occurred_at,
-        input_tokens=wire.input_tokens, cached_input_tokens=wire.cached_input_tokens,
-        output_tokens=wire.output_tokens, service_tier=service_tier, region=region, cluster=cluster,
-        metadata=None,
+        input_tokens=input_tokens, cached_input_tokens=wire.cached_input_tokens, output_tokens=output_tokens,
+        service_tier=service_tier, region=region, cluster=cluster, metadata=None,
+        cache_write_tokens=wire.cache_write_tokens, cache_write_long_tokens=wire.cache_write_long_tokens,
+        audio_input_tokens=wire.audio_input_tokens, audio_output_tokens=wire.audio_output_tokens,
+        reasoning_tokens=wire.reasoning_tokens,
     )
 
 

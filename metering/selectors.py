@@ -5,10 +5,10 @@ from datetime import datetime
 from django.db import connection
 from django.db.models import Sum
 
-from metering.models import CatalogModel, Customer, HourlyRollup, ModelTierChange
+from metering.models import CatalogModel, Customer, HourlyRollup, ModelTierChange, ServiceTier
 from metering.schemas import Catalog
-
-TOKEN_FIELDS = ("events", "input_tokens", "cached_input_tokens", "output_tokens")
+from metering.token_classes import FIELDS as TOKEN_FIELDS
+from metering.token_classes import priced
 
 
 def catalog_current() -> Catalog:
@@ -16,6 +16,7 @@ def catalog_current() -> Catalog:
     return Catalog(
         customers=frozenset(Customer.objects.values_list("customer_id", flat=True)),
         models=frozenset(CatalogModel.objects.values_list("name", flat=True)),
+        service_tiers=frozenset(ServiceTier.objects.values_list("name", flat=True)),
     )
 
 
@@ -24,7 +25,8 @@ def usage_hourly_rows(*, customer_id: str | None, start: datetime, end: datetime
     rollups = HourlyRollup.objects.filter(hour__gte=start, hour__lt=end)
     if customer_id is not None:
         rollups = rollups.filter(customer_id=customer_id)
-    return rollups.values("customer_id", "model", "service_tier", "region", "cluster", "hour", *TOKEN_FIELDS)
+    return rollups.values("customer_id", "model", "service_tier", "region", "cluster", "hour", "events",
+                          *TOKEN_FIELDS)
 
 
 def model_tier_at(model: str, at: datetime) -> str | None:
@@ -38,12 +40,11 @@ def model_tier_history() -> list[ModelTierChange]:
 
 
 def rollup_hourly_sums(*, customer_ids: list[str] | None, start: datetime, end: datetime) -> list[tuple]:
-    """(customer_id, model, service_tier, hour, input, cached_input, output) over [start, end),
-    summed over regions and clusters: what rating needs."""
+    """(customer_id, model, service_tier, hour, then the sums of token_classes.FIELDS) over
+    [start, end), summed over regions and clusters: what rating needs."""
     customer_filter = "AND customer_id = ANY(%(customers)s)" if customer_ids is not None else ""
     sql = f"""
-        SELECT customer_id, model, service_tier, hour, sum(input_tokens)::bigint,
-               sum(cached_input_tokens)::bigint, sum(output_tokens)::bigint
+        SELECT customer_id, model, service_tier, hour, {", ".join(f"sum({name})::bigint" for name in TOKEN_FIELDS)}
         FROM metering_hourly_rollup
         WHERE hour >= %(start)s AND hour < %(end)s {customer_filter}
         GROUP BY 1, 2, 3, 4
@@ -57,11 +58,11 @@ def usage_keys_since(start: datetime) -> set[tuple[str, str, str, datetime]]:
     """(model, service tier, token class, hour) that has tokens from `start` on, any customer."""
     rows = (
         HourlyRollup.objects.filter(hour__gte=start).values("model", "service_tier", "hour")
-        .annotate(i=Sum("input_tokens"), c=Sum("cached_input_tokens"), o=Sum("output_tokens")).order_by()
+        .annotate(**{name: Sum(name) for name in TOKEN_FIELDS}).order_by()
     )
     keys = set()
     for row in rows:
-        for token_class, tokens in (("input", row["i"] - row["c"]), ("cached_input", row["c"]), ("output", row["o"])):
+        for token_class, tokens in priced(row).items():
             if tokens:
                 keys.add((row["model"], row["service_tier"], token_class, row["hour"]))
     return keys

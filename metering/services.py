@@ -21,25 +21,27 @@ from metering.consumer.steps import Accepted, Rejected
 from config.api import DomainError, api_key_hash
 from metering.models import ApiKey, CatalogModel, Customer, DeadLetter, ModelTierChange
 from metering.schemas import UNSTORABLE
+from metering.token_classes import FIELDS as TOKEN_FIELDS
+from metering.token_classes import NEWER_FIELDS
 
+TOKENS = ", ".join(TOKEN_FIELDS)
 STAGE_COLUMNS = (
     "topic", "partition", "offset", "idx", "customer_id", "event_id", "digest", "model", "occurred_at",
-    "received_at", "input_tokens", "cached_input_tokens", "output_tokens", "service_tier", "region",
-    "cluster", "metadata",
+    "received_at", *TOKEN_FIELDS, "service_tier", "region", "cluster", "metadata", "provider_usage",
 )
 
 STAGE_TYPES = (  # of STAGE_COLUMNS, for the binary COPY
-    "text", "int4", "int8", "int4", "text", "text", "bytea", "text", "timestamptz", "timestamptz", "int8", "int8",
-    "int8", "text", "text", "text", "jsonb",
+    "text", "int4", "int8", "int4", "text", "text", "bytea", "text", "timestamptz", "timestamptz",
+    *("int8" for _ in TOKEN_FIELDS), "text", "text", "text", "jsonb", "jsonb",
 )
 
-STAGE_CREATE = """
+STAGE_CREATE = f"""
 CREATE TEMP TABLE IF NOT EXISTS usage_stage (
     topic text NOT NULL, "partition" integer NOT NULL, "offset" bigint NOT NULL, idx integer NOT NULL,
     customer_id text NOT NULL, event_id text NOT NULL, digest bytea NOT NULL, model text NOT NULL,
-    occurred_at timestamptz NOT NULL, received_at timestamptz NOT NULL, input_tokens bigint NOT NULL,
-    cached_input_tokens bigint NOT NULL, output_tokens bigint NOT NULL, service_tier text NOT NULL,
-    region text NOT NULL, cluster text NOT NULL, metadata jsonb
+    occurred_at timestamptz NOT NULL, received_at timestamptz NOT NULL,
+    {", ".join(f"{name} bigint NOT NULL" for name in TOKEN_FIELDS)},
+    service_tier text NOT NULL, region text NOT NULL, cluster text NOT NULL, metadata jsonb, provider_usage jsonb
 ) ON COMMIT DELETE ROWS
 """
 # The staged rows that did not win their claim: the only ones that can be repeats (a
@@ -47,11 +49,9 @@ CREATE TEMP TABLE IF NOT EXISTS usage_stage (
 # REPEATS_SQL probes the key index for those alone.
 LOST_CREATE = "CREATE TEMP TABLE IF NOT EXISTS usage_stage_lost (LIKE usage_stage) ON COMMIT DELETE ROWS"
 
-TOKEN_SUMS = "count(*), sum(input_tokens)::bigint, sum(cached_input_tokens)::bigint, sum(output_tokens)::bigint"
+TOKEN_SUMS = "count(*), " + ", ".join(f"sum({name})::bigint" for name in TOKEN_FIELDS)
 ROLLUP_GROUP = "customer_id, model, service_tier, region, cluster, date_trunc('hour', occurred_at, 'UTC')"
-ROLLUP_COLUMNS = (
-    "customer_id, model, service_tier, region, cluster, hour, events, input_tokens, cached_input_tokens, output_tokens"
-)
+ROLLUP_COLUMNS = f"customer_id, model, service_tier, region, cluster, hour, events, {TOKENS}"
 
 APPEND_SQL = f"""
 WITH candidates AS MATERIALIZED (  -- the ledger id drawn once per candidate, so a winner is found by it
@@ -80,15 +80,13 @@ WITH candidates AS MATERIALIZED (  -- the ledger id drawn once per candidate, so
 ), appended AS (
     INSERT INTO metering_usage_event
         (id, source_topic, source_partition, source_offset, source_index, customer_id, event_id, model,
-         occurred_at, received_at, input_tokens, cached_input_tokens, output_tokens, service_tier,
-         region, cluster, metadata)
+         occurred_at, received_at, {TOKENS}, service_tier, region, cluster, metadata, provider_usage)
     SELECT c.ledger_id, c.topic, c."partition", c."offset", c.idx, c.customer_id, c.event_id, c.model,
-           c.occurred_at, c.received_at, c.input_tokens, c.cached_input_tokens, c.output_tokens,
-           c.service_tier, c.region, c.cluster, c.metadata
+           c.occurred_at, c.received_at, {", ".join(f"c.{name}" for name in TOKEN_FIELDS)},
+           c.service_tier, c.region, c.cluster, c.metadata, c.provider_usage
     FROM candidates c
     WHERE c.ledger_id IN (SELECT ledger_id FROM claimed)  -- a hash on one bigint, not a sort of two texts
-    RETURNING customer_id, model, service_tier, region, cluster, occurred_at,
-              input_tokens, cached_input_tokens, output_tokens
+    RETURNING customer_id, model, service_tier, region, cluster, occurred_at, {TOKENS}
 ), rolled AS (
     INSERT INTO metering_hourly_rollup AS r ({ROLLUP_COLUMNS})
     SELECT {ROLLUP_GROUP}, {TOKEN_SUMS}
@@ -97,22 +95,23 @@ WITH candidates AS MATERIALIZED (  -- the ledger id drawn once per candidate, so
     ORDER BY 1, 2, 3, 4, 5, 6
     ON CONFLICT (customer_id, model, service_tier, region, cluster, hour) DO UPDATE SET
         events = r.events + EXCLUDED.events,
-        input_tokens = r.input_tokens + EXCLUDED.input_tokens,
-        cached_input_tokens = r.cached_input_tokens + EXCLUDED.cached_input_tokens,
-        output_tokens = r.output_tokens + EXCLUDED.output_tokens
+        {", ".join(f"{name} = r.{name} + EXCLUDED.{name}" for name in TOKEN_FIELDS)}
 )
 SELECT count(*) FROM appended
 """
 
 
 def _payload_sql(alias: str, *, timestamp: str = "occurred_at") -> str:
-    """The normalized event as jsonb, built from ledger-shaped columns."""
+    """The normalized event as jsonb, built from ledger-shaped columns: UsageEventIn.payload's
+    fields, the newer token fields only where not 0."""
+    newer = ", ".join(f"'{name}', NULLIF({alias}.{name}, 0)" for name in NEWER_FIELDS)
     return f"""jsonb_strip_nulls(jsonb_build_object(
         'event_id', {alias}.event_id, 'customer_id', {alias}.customer_id, 'model', {alias}.model,
         'timestamp', {alias}.{timestamp}, 'input_tokens', {alias}.input_tokens,
         'cached_input_tokens', {alias}.cached_input_tokens, 'output_tokens', {alias}.output_tokens,
         'service_tier', {alias}.service_tier, 'region', NULLIF({alias}.region, ''),
-        'cluster', NULLIF({alias}.cluster, ''), 'metadata', {alias}.metadata))"""
+        'cluster', NULLIF({alias}.cluster, ''), 'metadata', {alias}.metadata, {newer},
+        'provider_usage', {alias}.provider_usage))"""
 
 
 REPEATS_SQL = f"""
@@ -216,8 +215,9 @@ def _stage_rows(accepted: Sequence[Accepted]):
         yield (
             source.topic, source.partition, source.offset, source.index, event.customer_id, event.event_id,
             event.digest(), event.model, event.occurred_at, item.received_at, event.input_tokens,
-            event.cached_input_tokens, event.output_tokens, event.service_tier, event.region, event.cluster,
-            event.metadata,  # the jsonb dumper serializes it
+            event.cached_input_tokens, event.output_tokens, event.cache_write_tokens, event.cache_write_long_tokens,
+            event.audio_input_tokens, event.audio_output_tokens, event.reasoning_tokens, event.service_tier,
+            event.region, event.cluster, event.metadata, event.provider_usage,  # the jsonb dumper serializes these
         )
 
 

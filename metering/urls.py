@@ -19,5 +19,6 @@ urlpatterns = [
     path("customers", apis.CustomerListApi.as_view(), name="customers"),
     path("customers/<slug:customer_id>", apis.CustomerDetailApi.as_view(), name="customer-detail"),
     path("models", apis.CatalogModelListApi.as_view(), name="models"),
+    path("service-tiers", apis.ServiceTierListApi.as_view(), name="service-tiers"),
     path("models/<name:name>/tier-changes", apis.ModelTierChangeApi.as_view(), name="model-tier-changes"),
 ]

@@ -134,7 +134,7 @@ class Traffic:
         elif breakage == 3:
             event["timestamp"] = event["timestamp"][:19]  # no offset
         else:
-            event["service_tier"] = "flex"
+            event["service_tier"] = "premium"  # not a tier of the catalog
         return event
 
     def elements(self, n: int):

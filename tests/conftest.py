@@ -18,9 +18,10 @@ from kafka import KafkaProducer
 
 from billing.permissions import FINANCE_MANAGER, FINANCE_VIEWER
 from metering.consumer.runner import ConsumerConfig, LedgerConsumer
-from metering.models import Customer
+from metering.models import Customer, ServiceTier
 from metering.producer import producer_close
 from metering.services import api_key_create, catalog_model_create
+from metering.schemas import SERVICE_TIERS_SEEDED
 from scripts import local_kafka
 
 TEST_SESSION_TIMEOUT_MS = 2_000  # Tansu group joins take about half of this
@@ -86,7 +87,10 @@ def drain(kafka_bootstrap, topics):
 
 @pytest.fixture
 def catalog(db):
-    """Two customers and the demo model catalog."""
+    """Two customers, the demo model catalog and the seeded service tiers (migration 0003
+    seeds them; a transactional test's flush empties the table)."""
+    for name in SERVICE_TIERS_SEEDED:
+        ServiceTier.objects.get_or_create(name=name)
     customers = [Customer.objects.create(customer_id=c, name=c.title()) for c in ("acme", "globex")]
     for name, tier in (("gpt-5.4", "frontier"), ("gpt-5.4-mini", "mini"), ("gpt-5.4-nano", "nano")):
         catalog_model_create(name=name, tier=tier)

@@ -15,7 +15,7 @@ Invariants and where they are enforced:
 from django.db import models
 from django.db.models import Q
 
-from metering.models import Customer, ServiceTier
+from metering.models import Customer
 
 
 class Invoice(models.Model):
@@ -87,11 +87,16 @@ class BilledUsage(models.Model):
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="billed_usage")
     customer_id = models.CharField(max_length=64)
     model = models.CharField(max_length=128)
-    service_tier = models.CharField(max_length=16, choices=ServiceTier.choices)
+    service_tier = models.CharField(max_length=16)
     hour = models.DateTimeField()
     input_tokens = models.BigIntegerField()
     cached_input_tokens = models.BigIntegerField()
     output_tokens = models.BigIntegerField()
+    cache_write_tokens = models.BigIntegerField(db_default=0)
+    cache_write_long_tokens = models.BigIntegerField(db_default=0)
+    audio_input_tokens = models.BigIntegerField(db_default=0)
+    audio_output_tokens = models.BigIntegerField(db_default=0)
+    reasoning_tokens = models.BigIntegerField(db_default=0)
 
     class Meta:
         indexes = [models.Index(fields=["customer_id", "hour"])]

@@ -16,20 +16,26 @@ from django.contrib.postgres.fields import RangeOperators
 from django.db import models
 from django.db.models import F, Func, Q
 
-from metering.models import Customer, ServiceTier
+from metering.models import Customer
 
 
 class TokenClass(models.TextChoices):
+    """The priced classes of metering.token_classes.CLASSES, in that order."""
+
     INPUT = "input"
     CACHED_INPUT = "cached_input"
+    CACHE_WRITE = "cache_write"
+    CACHE_WRITE_LONG = "cache_write_long"
+    AUDIO_INPUT = "audio_input"
     OUTPUT = "output"
+    AUDIO_OUTPUT = "audio_output"
 
 
 class UnitPrice(models.Model):
     """USD per 1,000,000 tokens of one (model tier, service tier, token class)."""
 
     model_tier = models.SlugField(max_length=32)
-    service_tier = models.CharField(max_length=16, choices=ServiceTier.choices)
+    service_tier = models.CharField(max_length=16)
     token_class = models.CharField(max_length=16, choices=TokenClass.choices)
     unit_price = models.DecimalField(max_digits=18, decimal_places=6)
 

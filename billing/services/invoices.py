@@ -17,6 +17,7 @@ from billing.services.audit import audit_record
 from billing.services.webhooks import webhook_event_publish
 from config.api import DomainError
 from metering.models import Customer
+from metering.token_classes import FIELDS as TOKEN_FIELDS
 
 
 class InvoiceStateConflict(DomainError):
@@ -135,8 +136,8 @@ def _issue(invoices: list[Invoice], *, period: date, actor: str, as_of: datetime
     _lines_replace(invoices, rated)
     by_customer = {invoice.customer.customer_id: invoice for invoice in invoices}
     BilledUsage.objects.bulk_create(
-        (BilledUsage(invoice=by_customer[c], customer_id=c, model=m, service_tier=t, hour=h, input_tokens=i,
-                     cached_input_tokens=ci, output_tokens=o) for c, m, t, h, i, ci, o in [*usage.own, *usage.late]),
+        (BilledUsage(invoice=by_customer[c], customer_id=c, model=m, service_tier=t, hour=h,
+                     **dict(zip(TOKEN_FIELDS, tokens))) for c, m, t, h, *tokens in [*usage.own, *usage.late]),
         batch_size=5000)
     drawn = {invoice: rated[invoice.customer.customer_id].credits_applied for invoice in invoices}
     CreditEntry.objects.bulk_create(

@@ -83,7 +83,7 @@ class Checked:
     @property
     def names_unknown(self) -> bool:
         """A rejection that a fresher catalog might turn into an acceptance."""
-        return any(r.reason in {"customer_unknown", "model_unknown"} for r in self.rejected)
+        return any(r.reason in {"customer_unknown", "model_unknown", "service_tier_unknown"} for r in self.rejected)
 
 
 def received_at_of(record, *, now: datetime) -> datetime:

@@ -30,6 +30,7 @@ def test_the_example_is_valid_and_normalized():
     assert verdict.occurred_at == datetime(2026, 11, 3, 14, 7, 31, 218000, tzinfo=UTC)
 
 
+NO_TOKENS = {"input_tokens": ..., "cached_input_tokens": ..., "output_tokens": ...}
 BROKEN = [
     ("event_id", {"event_id": ...}, "event_id_required"),
     ("event_id", {"event_id": ""}, "event_id_length"),
@@ -53,7 +54,32 @@ BROKEN = [
     ("output_tokens", {"output_tokens": 10**13}, "output_tokens_out_of_range"),
     ("cached_input_tokens", {"cached_input_tokens": -2}, "cached_input_tokens_out_of_range"),
     ("cached_input_tokens", {"cached_input_tokens": 1831}, "cached_exceeds_input"),
-    ("service_tier", {"service_tier": "flex"}, "service_tier_invalid"),
+    ("service_tier", {"service_tier": "premium"}, "service_tier_unknown"),
+    ("service_tier", {"service_tier": 7}, "service_tier_invalid"),
+    # The token classes of the provider-usage issue: each part within its total.
+    ("cache_write_tokens", {"cache_write_tokens": -1}, "cache_write_tokens_out_of_range"),
+    ("cache_write_long_tokens", {"cache_write_long_tokens": "5"}, "cache_write_long_tokens_invalid"),
+    ("audio_input_tokens", {"audio_input_tokens": 1.0}, "audio_input_tokens_invalid"),
+    ("audio_output_tokens", {"audio_output_tokens": None}, "audio_output_tokens_required"),
+    ("reasoning_tokens", {"reasoning_tokens": 10**13}, "reasoning_tokens_out_of_range"),
+    ("input_tokens", {"cache_write_tokens": 500, "cache_write_long_tokens": 300, "audio_input_tokens": 7},
+     "input_parts_exceed_input"),  # 1024 cached + 807 > 1830
+    ("audio_output_tokens", {"audio_output_tokens": 413}, "audio_output_exceeds_output"),
+    ("reasoning_tokens", {"reasoning_tokens": 413}, "reasoning_exceeds_output"),
+    # A provider's usage object, read by its adapter, in place of the token fields.
+    ("provider_usage", {"provider_usage": {"format": "openai.chat", "usage": {"prompt_tokens": 10, "completion_tokens": 2}}},
+     "provider_usage_with_token_fields"),
+    ("provider_usage", {**NO_TOKENS, "provider_usage": {"format": "mistral", "usage": {}}},
+     "provider_usage_format_unknown"),
+    ("provider_usage", {**NO_TOKENS, "provider_usage": {"format": "openai.chat", "usage": {"prompt_tokens": "10"}}},
+     "provider_usage_invalid"),
+    ("provider_usage", {**NO_TOKENS, "provider_usage": {"format": "anthropic.messages", "usage": [1]}},
+     "provider_usage_invalid"),
+    ("provider_usage", {**NO_TOKENS, "provider_usage": {"format": "openai.chat", "usage": {
+        "prompt_tokens": 10, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 11}}}},
+     "provider_usage_inconsistent"),
+    ("provider_usage", {**NO_TOKENS, "provider_usage": {"format": "openai.chat", "usage": {
+        "prompt_tokens": 10, "completion_tokens": 2, "note": "a\u0000b"}}}, "provider_usage_nul_character"),
     ("region", {"region": 5}, "region_invalid"),
     ("cluster", {"cluster": "c" * 65}, "cluster_length"),
     ("metadata", {"metadata": [1, 2]}, "metadata_invalid"),
@@ -67,7 +93,7 @@ BROKEN = [
     ("model", {"model": "gpt-5.4\udc00"}, "model_lone_surrogate"),
     ("region", {"region": "us-east\u0000"}, "region_nul_character"),
     ("cluster", {"cluster": "\udfff"}, "cluster_lone_surrogate"),
-    ("service_tier", {"service_tier": "standard\u0000"}, "service_tier_invalid"),
+    ("service_tier", {"service_tier": "standard\u0000"}, "service_tier_unknown"),
     ("metadata", {"metadata": {"request\u0000id": "gw"}}, "metadata_nul_character"),
     ("metadata", {"metadata": {"a": [{"b": "v\ud83d"}]}}, "metadata_lone_surrogate"),
     ("metadata", {"metadata": {"ratio": float("nan")}}, "metadata_not_finite"),
@@ -158,3 +184,69 @@ def depth_of(value) -> int:
     while isinstance(value, list | dict) and value:
         value, depth = (value[0] if isinstance(value, list) else next(iter(value.values()))), depth + 1
     return depth + isinstance(value, list | dict)
+
+
+# --- token classes and provider usage (DESIGN.md §1, the provider-usage issue) ---------
+
+# Digests of the example event as the validator computed them before the newer token
+# fields existed (metering/schemas.py at 369b15e): old traffic replayed must keep them.
+DIGEST_BEFORE_TOKEN_CLASSES = "b58faae4db67226f5219a1f76aba4aa7"
+DIGEST_BEFORE_WITHOUT_METADATA = "f82fe14b9ff6f110261f30c51bec7515"
+
+
+def test_an_event_without_the_newer_fields_keeps_its_digest_and_its_payload():
+    verdict = validate()
+    bare = validate(metadata=...)
+    explicit_zeros = validate(cache_write_tokens=0, cache_write_long_tokens=0, audio_input_tokens=0,
+                              audio_output_tokens=0, reasoning_tokens=0)
+
+    assert verdict.digest().hex() == DIGEST_BEFORE_TOKEN_CLASSES
+    assert bare.digest().hex() == DIGEST_BEFORE_WITHOUT_METADATA
+    assert explicit_zeros.digest() == verdict.digest()
+    assert set(verdict.payload()) == set(EXAMPLE)
+
+
+def test_the_newer_fields_are_kept_and_change_the_identity():
+    verdict = validate(cache_write_tokens=300, cache_write_long_tokens=200, audio_input_tokens=100,
+                       audio_output_tokens=12, reasoning_tokens=250)
+
+    assert (verdict.cache_write_tokens, verdict.cache_write_long_tokens, verdict.audio_input_tokens,
+            verdict.audio_output_tokens, verdict.reasoning_tokens) == (300, 200, 100, 12, 250)
+    assert verdict.payload()["reasoning_tokens"] == 250 and "provider_usage" not in verdict.payload()
+    assert verdict.digest() != validate().digest()
+    assert verdict.digest() != validate(cache_write_tokens=300, cache_write_long_tokens=200, audio_input_tokens=100,
+                                        audio_output_tokens=12, reasoning_tokens=251).digest()
+
+
+def test_parts_may_add_up_to_exactly_their_totals():
+    verdict = validate(input_tokens=1830, cached_input_tokens=1024, cache_write_tokens=500,
+                       cache_write_long_tokens=300, audio_input_tokens=6, audio_output_tokens=412, reasoning_tokens=412)
+
+    assert isinstance(verdict, UsageEventIn)
+
+
+def test_a_provider_usage_object_gives_the_token_fields_and_is_kept():
+    usage = {"input_tokens": 20, "cache_creation_input_tokens": 1500, "cache_read_input_tokens": 3000,
+             "output_tokens": 180, "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 500}}
+    provider_usage = {"format": "anthropic.messages", "usage": usage}
+
+    verdict = validate(**NO_TOKENS, provider_usage=provider_usage)
+
+    assert (verdict.input_tokens, verdict.cached_input_tokens, verdict.cache_write_tokens,
+            verdict.cache_write_long_tokens, verdict.output_tokens) == (4520, 3000, 1000, 500, 180)
+    assert verdict.provider_usage == provider_usage and verdict.payload()["provider_usage"] == provider_usage
+    # The same object again is the same event; another object with the same counts is not.
+    assert validate(**NO_TOKENS, provider_usage=json.loads(json.dumps(provider_usage))).digest() == verdict.digest()
+    other = {"format": "anthropic.messages", "usage": {**usage, "service_tier": "standard"}}
+    assert validate(**NO_TOKENS, provider_usage=other).digest() != verdict.digest()
+
+
+def test_service_tiers_come_from_the_catalog():
+    catalog = Catalog(customers=frozenset({"acme"}), models=frozenset({"gpt-5.4"}),
+                      service_tiers=frozenset({"standard", "scale"}))
+    body = {**EXAMPLE, "service_tier": "scale"}
+
+    assert isinstance(event_validate(body, catalog=catalog, rules=RULES), UsageEventIn)
+    assert event_validate({**body, "service_tier": "flex"}, catalog=catalog, rules=RULES).reason == "service_tier_unknown"
+    assert isinstance(validate(service_tier="flex"), UsageEventIn)
+    assert isinstance(validate(service_tier="provisioned"), UsageEventIn)

@@ -87,7 +87,14 @@ def _edge_documents() -> list[bytes]:
         {**base, "service_tier": "flex"}, {**base, "extra": 1}, {**base, "timestamp": "2026-11-03T14:00:00"},
         {**base, "timestamp": (NOW - timedelta(days=36)).isoformat()}, {**base, "timestamp": "2026-02-30T00:00:00Z"},
         {**base, "timestamp": (NOW + timedelta(minutes=6)).isoformat()}, {**base, "customer_id": "nobody"},
-        {**base, "model": ""}, 5, None, [], "s",
+        {**base, "model": ""}, {**base, "service_tier": "premium"}, {**base, "service_tier": 3},
+        {**base, "cache_write_tokens": 400, "cache_write_long_tokens": 406, "audio_input_tokens": 0},
+        {**base, "cache_write_tokens": 400, "cache_write_long_tokens": 407}, {**base, "audio_input_tokens": -1},
+        {**base, "audio_output_tokens": 412}, {**base, "audio_output_tokens": 413}, {**base, "reasoning_tokens": 412},
+        {**base, "reasoning_tokens": 413}, {**base, "reasoning_tokens": 1.0}, {**base, "cache_write_tokens": None},
+        {**{k: v for k, v in base.items() if not k.endswith("_tokens")},
+         "provider_usage": {"format": "openai.chat", "usage": {"prompt_tokens": 30, "completion_tokens": 4}}},
+        5, None, [], "s",
     ]
     documents = [json.dumps(v).encode() for v in variants]
     plain = documents[0]
