@@ -59,10 +59,20 @@ class UsageEventIngestApi(APIView):
         examples=[
             OpenApiExample("one event", value=EXAMPLE_EVENT, request_only=True),
             OpenApiExample("a batch", value={"events": [EXAMPLE_EVENT]}, request_only=True),
+            OpenApiExample("the provider's usage object in place of token fields", request_only=True, value={
+                **{k: v for k, v in EXAMPLE_EVENT.items() if not k.endswith("_tokens")},
+                "provider_usage": {"format": "anthropic.messages", "usage": {
+                    "input_tokens": 20, "cache_read_input_tokens": 1024, "cache_creation_input_tokens": 786,
+                    "output_tokens": 412, "cache_creation": {"ephemeral_5m_input_tokens": 786,
+                                                             "ephemeral_1h_input_tokens": 0}}}}),
             OpenApiExample("accepted", value={"accepted": 1, "rejected": []}, response_only=True, status_codes=["202"]),
         ],
         description=(
             "One usage event (DESIGN.md §1), or `{\"events\": [...]}` with at most 1,000 events and 5 MiB. "
+            "Token fields (totals `input_tokens`, `output_tokens` and their parts `cached_input_tokens`, "
+            "`cache_write_tokens`, `cache_write_long_tokens`, `audio_input_tokens`, `audio_output_tokens`, "
+            "`reasoning_tokens`), or `provider_usage` (`openai.chat`, `openai.responses`, `anthropic.messages`, "
+            "`gemini`) in their place. "
             "Valid events are acknowledged by Kafka (acks=all) before the 202; invalid ones are listed "
             "with field errors and never produced. Repeats are accepted here and deduplicated by the ledger."
         ),

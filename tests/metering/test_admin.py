@@ -55,3 +55,21 @@ def test_a_key_made_in_admin_is_shown_once_and_stored_hashed(staff_client):
     stored = ApiKey.objects.get(name="gateway")
     assert raw_key.startswith("tl_") and raw_key.startswith(stored.prefix) and raw_key not in stored.key_hash
     assert staff_client.get("/api/v1/customers", HTTP_AUTHORIZATION=f"Bearer {raw_key}").status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_ledger_entry_shows_the_provider_usage_it_was_read_from(staff_client):
+    provider_usage = {"format": "anthropic.messages", "usage": {"input_tokens": 12, "cache_read_input_tokens": 1024,
+                                                                "output_tokens": 50}}
+    body = event(timestamp="2026-11-02T10:00:00Z", input_tokens=..., cached_input_tokens=..., output_tokens=...,
+                 provider_usage=provider_usage)
+    rules = Rules(arrived_at=utc(2026, 11, 2, 10, 1), lateness=utc(2026, 11, 2) - utc(2026, 10, 1))
+    valid = event_validate(body, catalog=Catalog(frozenset({"acme"}), frozenset({"gpt-5.4"})), rules=rules)
+    ledger_append(accepted=[Accepted(valid, Coordinates("t", 0, 1, -1), utc(2026, 11, 2, 10, 1))])
+    row = UsageEvent.objects.get(event_id=body["event_id"])
+
+    page = staff_client.get(reverse("admin:metering_usageevent_change", args=[row.pk])).content.decode()
+
+    assert (row.input_tokens, row.cached_input_tokens) == (1036, 1024)
+    assert "provider usage (as the gateway sent it)" in page.lower() and "cache_read_input_tokens" in page and "anthropic.messages" in page
+

@@ -70,6 +70,26 @@ def test_a_record_timestamp_past_year_9999_does_not_stop_the_consumer():
     assert len(result.accepted) == 1 and result.accepted[0].received_at == NOW
 
 
+def _provider_objects() -> list:
+    """Provider usage objects on either side of the adapters' and the storability rules."""
+    chat = {"prompt_tokens": 30, "completion_tokens": 4, "prompt_tokens_details": {"cached_tokens": 10}}
+    padded = lambda n: {"format": "openai.chat", "usage": {**chat, "pad": "x" * n}}  # noqa: E731
+    size = len(json.dumps(padded(0), separators=(",", ":")))
+    nest: object = 1
+    for _ in range(30):  # provider_usage, usage, then 30: the deepest allowed; one more is too deep
+        nest = {"n": nest}
+    return [
+        {"format": "openai.chat", "usage": chat}, {"format": "anthropic.messages", "usage": {
+            "input_tokens": 3, "cache_read_input_tokens": 10, "cache_creation_input_tokens": 7, "output_tokens": 2}},
+        {"format": "gemini", "usage": {"promptTokenCount": 9, "candidatesTokenCount": 1, "thoughtsTokenCount": 4}},
+        {"format": "openai.chat", "usage": {**chat, "prompt_tokens": 9}}, {"format": "mistral", "usage": chat},
+        {"format": "openai.chat", "usage": {**chat, "note": "a\x00b"}}, {"format": "openai.chat", "usage": {**chat, "x": 1e300}},
+        {"format": "openai.chat", "usage": {**chat, "note": "é"}}, {"format": "openai.chat", "usage": {**chat, "n": nest}},
+        {"format": "openai.chat", "usage": {**chat, "n": {"m": nest}}}, {"format": "openai.chat", "usage": {**chat, "p": 0.5}},
+        padded(8192 - size), padded(8193 - size), "usage", None,
+    ]
+
+
 def _edge_documents() -> list[bytes]:
     """Events on either side of every rule, and what a strict decoder and json differ on."""
     base = {**EXAMPLE, "timestamp": NOW.isoformat()}
@@ -77,6 +97,7 @@ def _edge_documents() -> list[bytes]:
     deep: object = 1
     for _ in range(40):
         deep = [deep]
+    untokened = {k: v for k, v in base.items() if not k.endswith("_tokens")}
     variants = [
         base, {**base, "metadata": None}, {**base, "metadata": {"a": 1}}, {**base, "metadata": {"d": deep}},
         {**base, "metadata": "x"}, {**base, "cached_input_tokens": None}, {**base, "cached_input_tokens": 10**6},
@@ -92,15 +113,20 @@ def _edge_documents() -> list[bytes]:
         {**base, "cache_write_tokens": 400, "cache_write_long_tokens": 407}, {**base, "audio_input_tokens": -1},
         {**base, "audio_output_tokens": 412}, {**base, "audio_output_tokens": 413}, {**base, "reasoning_tokens": 412},
         {**base, "reasoning_tokens": 413}, {**base, "reasoning_tokens": 1.0}, {**base, "cache_write_tokens": None},
-        {**{k: v for k, v in base.items() if not k.endswith("_tokens")},
-         "provider_usage": {"format": "openai.chat", "usage": {"prompt_tokens": 30, "completion_tokens": 4}}},
+        *({**untokened, "provider_usage": provider_usage} for provider_usage in _provider_objects()),
+        {**untokened, "provider_usage": _provider_objects()[0], "metadata": {"a": 1}},
+        {**base, "provider_usage": _provider_objects()[0]},
         5, None, [], "s",
     ]
     documents = [json.dumps(v).encode() for v in variants]
+    infinite = json.dumps({**untokened, "provider_usage": {"format": "openai.chat", "usage": {
+        "prompt_tokens": 3, "completion_tokens": 1, "x": 1e300}}}).encode().replace(b"1e+300", b"1e400")
+    assert b"1e400" in infinite
     plain = documents[0]
     return documents + [
         b'{"event_id":"first",' + plain[1:],  # a duplicate key: the last one counts
         b"\xef\xbb\xbf" + plain, b"[" * 3000 + b"]" * 3000, b'{"input_tokens":NaN}', b'{"region":"\xed\xa0\x80"}',
+        infinite,
     ]
 
 

@@ -5,6 +5,7 @@ import json
 
 import pytest
 from django.db.models import Sum
+from django.urls import reverse
 
 from metering.models import DeadLetter, HourlyRollup, ServiceTier, UsageEvent
 from metering.projections import rollup_differences, rollups_rebuild
@@ -158,3 +159,23 @@ def test_a_price_for_an_unknown_service_tier_is_a_field_error(catalog, api_clien
 
     assert response.status_code == 422
     assert "service_tier" in json.dumps(response.json()["errors"])
+
+
+# --- admin ---------------------------------------------------------------------------
+
+
+def test_finance_managers_add_service_tiers_and_viewers_only_read_them(manager, viewer):
+    for name in ("standard", "flex"):
+        ServiceTier.objects.get_or_create(name=name)
+    added = manager.post(reverse("admin:metering_servicetier_add"), {"name": "scale", "description": "Scale"})
+    flex = ServiceTier.objects.get(name="flex")
+    renamed = manager.post(reverse("admin:metering_servicetier_change", args=[flex.pk]),
+                           {"name": "cheap", "description": "Idle capacity"})
+
+    assert added.status_code == 302 and ServiceTier.objects.filter(name="scale").exists()
+    flex.refresh_from_db()
+    assert (flex.name, flex.description) == ("flex", "Idle capacity")  # the name never changes
+    assert manager.post(reverse("admin:metering_servicetier_delete", args=[flex.pk]), {"post": "yes"}).status_code == 403
+    assert viewer.get(reverse("admin:metering_servicetier_changelist")).status_code == 200
+    assert viewer.post(reverse("admin:metering_servicetier_add"), {"name": "other"}).status_code == 403
+    assert renamed.status_code == 302
