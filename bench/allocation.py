@@ -10,7 +10,10 @@ the default seed) with hourly power readings, a few hours missing, the rest esti
 from board power; a few clusters entering or leaving service mid-month), deployments of the three models in each region
 (one on a cluster retired mid-month), and `--rollups` hourly rollups over the 720 hours
 of November 2026 written with COPY: 85% name their cluster, 14.5% have no cluster and
-are placed by the deployments, 0.5% are in a region with no deployment (unplaced).
+are placed by the deployments, 0.5% are in a region with no deployment (unplaced); every
+token class of DESIGN.md §1 occurs (a third of the rollups write to the prompt cache, one
+in ten for an hour, one in twenty carry audio, half reason), and one SKU weighs the newer
+classes apart from the defaults.
 
 Then it times `infra_inventory.services.costs_allocate` over the month, in day-sized
 calls as `manage.py allocate_costs` makes them (`days`, into empty allocation tables)
@@ -46,12 +49,14 @@ DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
 MODELS = ("gpt-5.4", "gpt-5.4-mini", "gpt-5.4-nano")
 TIERS = (("standard", 0.8), ("batch", 0.15), ("priority", 0.05))
-# name, vendor, accelerator, unit cost, amortization months, board watts, weights (input, cached, output)
+# name, vendor, accelerator, unit cost, amortization months, board watts, weights (input, cached, output;
+# the other classes at their defaults but on the MI300X)
 SKUS = (
-    ("h100-sxm", "nvidia", "H100 SXM", "30000.00", 48, 700, ("1", "0.1", "4")),
-    ("h200-sxm", "nvidia", "H200 SXM", "38000.00", 48, 700, ("1", "0.1", "3.5")),
-    ("b200", "nvidia", "B200", "45000.00", 60, 1000, ("1", "0.08", "3")),
-    ("mi300x", "amd", "MI300X", "20000.00", 48, 750, ("1.1", "0.12", "4.2")),
+    ("h100-sxm", "nvidia", "H100 SXM", "30000.00", 48, 700, {"input": "1", "cached_input": "0.1", "output": "4"}),
+    ("h200-sxm", "nvidia", "H200 SXM", "38000.00", 48, 700, {"input": "1", "cached_input": "0.1", "output": "3.5"}),
+    ("b200", "nvidia", "B200", "45000.00", 60, 1000, {"input": "1", "cached_input": "0.08", "output": "3"}),
+    ("mi300x", "amd", "MI300X", "20000.00", 48, 750, {"input": "1.1", "cached_input": "0.12", "output": "4.2",
+                                                        "cache_write": "1.3", "audio_output": "9"}),
 )
 # name, region, PUE, price per kWh from a year before, price from mid-month (None: no change)
 DATACENTERS = (
@@ -80,9 +85,9 @@ def fleet_seed(*, clusters: int, rng: random.Random) -> list[dict]:
         cursor.execute(f"TRUNCATE {', '.join(INFRA_TABLES)} CASCADE")
     skus = HardwareSku.objects.bulk_create(
         HardwareSku(name=name, vendor=vendor, accelerator=accelerator, unit_cost=Decimal(cost),
-                    amortization_months=months, board_watts=watts, weight_input=Decimal(wi),
-                    weight_cached_input=Decimal(wc), weight_output=Decimal(wo))
-        for name, vendor, accelerator, cost, months, watts, (wi, wc, wo) in SKUS)
+                    amortization_months=months, board_watts=watts,
+                    **{f"weight_{c}": Decimal(w) for c, w in weights.items()})
+        for name, vendor, accelerator, cost, months, watts, weights in SKUS)
     datacenters = Datacenter.objects.bulk_create(
         Datacenter(name=name, region=region, pue=Decimal(pue)) for name, region, pue, _, _ in DATACENTERS)
     contracts = []
@@ -148,7 +153,7 @@ def readings_seed(fleet, rng: random.Random) -> dict[int, int]:
     return counts
 
 
-def rollups_seed(*, rollups: int, clusters: list[dict], rng: random.Random) -> dict:
+def rollups_seed(*, rollups: int, clusters: list[dict], rng: random.Random, seed: int) -> dict:
     """COPY `rollups` hourly rollups over the month; every (customer, model, tier, region,
     cluster) key appears at most once an hour (the rollup's unique group)."""
     from django.db import connection
@@ -170,8 +175,12 @@ def rollups_seed(*, rollups: int, clusters: list[dict], rng: random.Random) -> d
     clustered, deployed, unplaced = sorted(keys_clustered), sorted(keys_deployed), sorted(keys_unplaced)
     eligible_by_fleet: dict[frozenset, list] = {}
     columns = ("customer_id, model, service_tier, region, cluster, hour, events, input_tokens, cached_input_tokens, "
-               "output_tokens")
+               "output_tokens, cache_write_tokens, cache_write_long_tokens, audio_input_tokens, audio_output_tokens, "
+               "reasoning_tokens")
     written, randint, choice = 0, rng.randint, rng.choice
+    # The newer token classes come from a generator of their own, so the rows and the
+    # older classes are those of earlier runs with the same seed.
+    newer = random.Random(f"{seed}-newer-classes").random
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE metering_hourly_rollup")
         with cursor.cursor.copy(f"COPY metering_hourly_rollup ({columns}) FROM STDIN") as copy:
@@ -188,10 +197,24 @@ def rollups_seed(*, rollups: int, clusters: list[dict], rng: random.Random) -> d
                     for key in rng.sample(pool, min(count, len(pool))):
                         events = randint(1, 400)
                         input_tokens = events * randint(200, 4000)
-                        copy.write_row((*key, hour, events, input_tokens,
-                                        input_tokens // choice((1, 2, 4, 10)) // 2, events * randint(50, 800)))
+                        cached = input_tokens // choice((1, 2, 4, 10)) // 2
+                        output_tokens = events * randint(50, 800)
+                        copy.write_row((*key, hour, events, input_tokens, cached, output_tokens,
+                                        *newer_classes(newer, input_tokens, output_tokens)))
                         written += 1
     return {"rows": written, "keys": len(keys_clustered) + len(keys_deployed) + len(keys_unplaced)}
+
+
+def newer_classes(random_, input_tokens: int, output_tokens: int) -> tuple[int, int, int, int, int]:
+    """Cache writes short and long, audio in and out, reasoning for one rollup: a third of
+    the rollups write to the cache, one in ten for an hour, one in twenty carry audio, half
+    reason. With the cached part (at most half the input) the input parts stay below the
+    input: a valid rollup."""
+    write = input_tokens // 8 if random_() < 0.33 else 0
+    write_long = input_tokens // 16 if random_() < 0.1 else 0
+    audio = random_() < 0.05
+    reasoning = output_tokens // 3 if random_() < 0.5 else 0
+    return write, write_long, input_tokens // 10 if audio else 0, output_tokens // 4 if audio else 0, reasoning
 
 
 INVARIANT_SQL = """
@@ -212,10 +235,12 @@ LEFT JOIN shares s ON s.cluster_id = c.cluster_id AND s.hour = c.hour
 WHERE c.hour >= %(start)s AND c.hour < %(end)s
 """
 
-TOKENS_SQL = """
+CLASS_COLUMNS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "cache_write_long_tokens",
+                 "audio_input_tokens", "output_tokens", "audio_output_tokens")  # the priced classes: disjoint
+TOKENS_SQL = f"""
 SELECT (SELECT coalesce(sum(input_tokens + output_tokens), 0) FROM metering_hourly_rollup
         WHERE hour >= %(start)s AND hour < %(end)s) AS rollup_tokens,
-       (SELECT coalesce(sum(input_tokens + cached_input_tokens + output_tokens), 0)
+       (SELECT coalesce(sum({" + ".join(CLASS_COLUMNS)}), 0)
         FROM infra_inventory_costallocation WHERE hour >= %(start)s AND hour < %(end)s) AS allocated_tokens,
        (SELECT coalesce(sum(tokens), 0) FROM infra_inventory_unplacedusage
         WHERE hour >= %(start)s AND hour < %(end)s) AS unplaced_tokens,
@@ -290,6 +315,8 @@ def baselines(rows: int) -> dict:
     query with its rows fetched; COPY of `rows` allocation rows into an unindexed table."""
     from django.db import connection
 
+    from infra_inventory.services import ALLOCATION_COLUMNS, USAGE_SQL
+
     end = START + HOURS * HOUR
     out = {}
     with connection.cursor() as cursor:
@@ -302,19 +329,13 @@ def baselines(rows: int) -> dict:
 
         began = time.perf_counter()
         for d in range(HOURS // 24):  # as the service runs it, per day
-            cursor.execute("""
-                SELECT cluster, region, hour, customer_id, model, service_tier, sum(events)::bigint,
-                       sum(input_tokens - cached_input_tokens)::bigint, sum(cached_input_tokens)::bigint,
-                       sum(output_tokens)::bigint
-                FROM metering_hourly_rollup WHERE hour >= %s AND hour < %s
-                GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 3, 4, 5, 6, 1, 2""", [START + d * DAY, START + (d + 1) * DAY])
+            cursor.execute(USAGE_SQL, [START + d * DAY, START + (d + 1) * DAY])
             cursor.fetchall()
         out["service_usage_query_per_day_fetched"] = {"seconds": round(time.perf_counter() - began, 2)}
 
         cursor.execute(f"DROP TABLE IF EXISTS {COPY_BASELINE_TABLE}")
         cursor.execute(f"CREATE TABLE {COPY_BASELINE_TABLE} (LIKE infra_inventory_costallocation)")  # no indexes
-        columns = ("cluster_id, hour, customer_id, model, service_tier, input_tokens, cached_input_tokens, "
-                   "output_tokens, weighted_tokens, hardware_cost, power_cost, energy_kwh")
+        columns = ", ".join(ALLOCATION_COLUMNS)
         cursor.execute(f"SELECT {columns} FROM infra_inventory_costallocation LIMIT %s", [rows])
         data = cursor.fetchall()
         began = time.perf_counter()
@@ -361,7 +382,7 @@ def main() -> None:
     clusters = fleet_seed(clusters=args.clusters, rng=rng)
     fleet_s = time.perf_counter() - began
     began = time.perf_counter()
-    seeded = rollups_seed(rollups=args.rollups, clusters=clusters, rng=rng)
+    seeded = rollups_seed(rollups=args.rollups, clusters=clusters, rng=rng, seed=args.seed)
     rollups_s = time.perf_counter() - began
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE metering_hourly_rollup")

@@ -28,8 +28,10 @@ from config.api import DomainError, is_on_the_hour
 from infra_inventory.inventory_services import (
     READING_FIELDS, READINGS_MAX, PowerReadingsRejected, power_readings_check, power_readings_record,
 )
+from infra_inventory.allocation import TOKEN_CLASSES
 from infra_inventory.models import (
-    AllocatedHour, Cluster, ClusterHourCost, CostAllocation, Datacenter, Deployment, HardwareSku, MarginAlert,
+    TOKEN_COLUMNS, AllocatedHour, Cluster, ClusterHourCost, CostAllocation, Datacenter, Deployment, HardwareSku,
+    MarginAlert,
     PowerContract, PowerReading, UnplacedUsage,
 )
 from metering.models import CatalogModel
@@ -65,12 +67,21 @@ class InventoryAdmin(admin.ModelAdmin):
         messages.warning(request, NOT_REALLOCATED)
 
 
+WEIGHT_FIELDS = [f"weight_{token_class}" for token_class in TOKEN_CLASSES]
+
+
 @admin.register(HardwareSku)
 class HardwareSkuAdmin(InventoryAdmin):
     list_display = ["name", "vendor", "accelerator", "unit_cost", "amortization_months", "board_watts",
-                    "weight_input", "weight_cached_input", "weight_output"]
+                    *WEIGHT_FIELDS]
     list_filter = ["vendor"]
     search_fields = ["name", "vendor", "accelerator"]
+    fieldsets = [
+        (None, {"fields": ["name", "vendor", "accelerator", "unit_cost", "amortization_months", "board_watts"]}),
+        ("Token weights", {"fields": WEIGHT_FIELDS, "description": (
+            "How a cluster-hour's cost is shared among the token classes it served, relative to an uncached "
+            "prompt token (DESIGN.md §4). Each field says why its default is what it is.")}),
+    ]
 
 
 @admin.register(Datacenter)
@@ -282,8 +293,8 @@ class ClusterHourCostAdmin(ReadOnlyAdmin):
 
 @admin.register(CostAllocation)
 class CostAllocationAdmin(ReadOnlyAdmin):
-    list_display = ["hour", "cluster", "customer_id", "model", "service_tier", "input_tokens", "cached_input_tokens",
-                    "output_tokens", "weighted_tokens", "hardware_cost", "power_cost", "energy_kwh"]
+    list_display = ["hour", "cluster", "customer_id", "model", "service_tier", *TOKEN_COLUMNS, "weighted_tokens",
+                    "hardware_cost", "power_cost", "energy_kwh"]
     list_filter = ["cluster", "service_tier", "model"]
     list_select_related = ["cluster"]
     search_fields = ["=customer_id", "=model"]

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import EqualityFilter, InstantField, NextPagination, json_body, on_the_hour
-from infra_inventory.allocation import TokenWeights
+from infra_inventory.allocation import TOKEN_CLASSES, TokenWeights
 from infra_inventory.inventory_services import (
     READINGS_MAX, cluster_create, datacenter_create, deployment_create, hardware_sku_create,
     power_contract_create, power_readings_record,
@@ -51,15 +51,22 @@ class InventoryListApi(generics.ListCreateAPIView):
 # --- hardware SKUs ----------------------------------------------------------------------
 
 
-def weight_field(default: Decimal) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=8, decimal_places=4, min_value=Decimal(0), default=default,
-                                    normalize_output=True)
+def weight_field(token_class: str) -> serializers.DecimalField:
+    model_field = HardwareSku._meta.get_field(f"weight_{token_class}")  # its help says why the default
+    return serializers.DecimalField(max_digits=8, decimal_places=4, min_value=Decimal(0), default=model_field.default,
+                                    normalize_output=True, help_text=model_field.help_text)
 
 
 class TokenWeightsSerializer(serializers.Serializer):
-    input = weight_field(Decimal(1))
-    cached_input = weight_field(Decimal("0.1"))
-    output = weight_field(Decimal(4))
+    """One weight per priced token class (metering.token_classes.CLASSES), each optional."""
+
+    input = weight_field("input")
+    cached_input = weight_field("cached_input")
+    cache_write = weight_field("cache_write")
+    cache_write_long = weight_field("cache_write_long")
+    audio_input = weight_field("audio_input")
+    output = weight_field("output")
+    audio_output = weight_field("audio_output")
 
     def validate(self, attrs):
         if not any(attrs.values()):
@@ -68,8 +75,7 @@ class TokenWeightsSerializer(serializers.Serializer):
         return TokenWeights(**attrs)
 
     def to_representation(self, sku: HardwareSku):
-        return super().to_representation({"input": sku.weight_input, "cached_input": sku.weight_cached_input,
-                                          "output": sku.weight_output})
+        return super().to_representation({c: getattr(sku, f"weight_{c}") for c in TOKEN_CLASSES})
 
 
 class HardwareSkuSerializer(serializers.Serializer):
@@ -82,8 +88,20 @@ class HardwareSkuSerializer(serializers.Serializer):
     board_watts = serializers.IntegerField(min_value=1, max_value=INT_MAX,
                                            help_text="Per accelerator; estimates power for hours without a reading.")
     token_weights = TokenWeightsSerializer(required=False,
-                                           help_text="Weights of the token classes when sharing a cluster-hour's cost; "
-                                                     "defaults 1 / 0.1 / 4.")
+                                           help_text="Weights of the token classes when sharing a cluster-hour's cost, "
+                                                     "relative to an uncached prompt token; each optional.")
+
+    def to_internal_value(self, data):
+        # A bad weight is reported under `token_weights` as "class: message": the problem
+        # body's `errors` is field → list of messages, one level deep.
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            weights = exc.detail.get("token_weights") if isinstance(exc.detail, dict) else None
+            if isinstance(weights, dict):
+                exc.detail["token_weights"] = [f"{token_class}: {message}" for token_class, messages in weights.items()
+                                               for message in messages]
+            raise
 
     def to_representation(self, sku: HardwareSku):
         data = {name: field.to_representation(getattr(sku, name))

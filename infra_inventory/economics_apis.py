@@ -20,7 +20,7 @@ from config.documents import CsvRenderer, DocumentApi
 from config.openapi import KwhField, MoneyField, UnitPriceField, page_of
 from infra_inventory import selectors
 from infra_inventory.margins import alert_payload
-from infra_inventory.selectors import ClusterDayCost, Figures, month_bounds
+from infra_inventory.selectors import TOKEN_FIGURES, ClusterDayCost, Figures, month_bounds
 
 RANGE_DAYS_MAX = 400
 CURRENCY = "USD"
@@ -49,8 +49,7 @@ class UnitEconomicsQuerySerializer(RangeSerializer):
 
 def figures_json(figures: Figures) -> dict:
     return {
-        "tokens": figures.tokens, "input_tokens": figures.input_tokens,
-        "cached_input_tokens": figures.cached_input_tokens, "output_tokens": figures.output_tokens,
+        "tokens": figures.tokens, **{name: getattr(figures, name) for name in TOKEN_FIGURES},
         "revenue": money(figures.revenue), "hardware_cost": money(figures.hardware_cost_shown),
         "power_cost": money(figures.power_cost_shown), "energy_kwh": kwh_text(figures.energy_kwh),
         "gross_margin": money(figures.gross_margin_shown), "margin_percent": money(figures.margin_percent_shown),
@@ -65,10 +64,17 @@ FLEET_ONLY = "Null unless grouped only by cluster, datacenter, vendor and day."
 
 
 class FiguresSerializer(serializers.Serializer):
-    tokens = serializers.IntegerField()
-    input_tokens = serializers.IntegerField()
+    tokens = serializers.IntegerField(help_text="All the priced classes below (reasoning is part of output).")
+    input_tokens = serializers.IntegerField(help_text="Prompt tokens of no other class: not cached, not written "
+                                                      "to the cache, not audio.")
     cached_input_tokens = serializers.IntegerField()
-    output_tokens = serializers.IntegerField()
+    cache_write_tokens = serializers.IntegerField(help_text="Written to the prompt cache, short (≈5 min) lifetime.")
+    cache_write_long_tokens = serializers.IntegerField(help_text="Written to the prompt cache, long (≈1 h) lifetime.")
+    audio_input_tokens = serializers.IntegerField(help_text="Uncached audio prompt tokens.")
+    output_tokens = serializers.IntegerField(help_text="Generated text tokens (output less audio).")
+    audio_output_tokens = serializers.IntegerField()
+    reasoning_tokens = serializers.IntegerField(help_text="The part of output and audio output spent reasoning: "
+                                                          "reported, not counted again in `tokens`.")
     revenue = MoneyField(allow_null=True, help_text="Null where some of the usage has no price.")
     hardware_cost = MoneyField()
     power_cost = MoneyField()
@@ -187,6 +193,13 @@ class MarginAlertListApi(APIView):
 
 # --- FOCUS export ---------------------------------------------------------------------
 
+# ConsumedQuantity by priced token class (they sum to it), then its reasoning part.
+FOCUS_TOKEN_COLUMNS = {
+    "x_InputTokens": "input_tokens", "x_CachedInputTokens": "cached_input_tokens",
+    "x_CacheWriteTokens": "cache_write_tokens", "x_CacheWriteLongTokens": "cache_write_long_tokens",
+    "x_AudioInputTokens": "audio_input_tokens", "x_OutputTokens": "output_tokens",
+    "x_AudioOutputTokens": "audio_output_tokens", "x_ReasoningTokens": "reasoning_tokens",
+}
 FOCUS_COLUMNS = (
     "BillingAccountId", "BillingAccountName", "BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart",
     "ChargePeriodEnd", "BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "BillingCurrency",
@@ -195,6 +208,7 @@ FOCUS_COLUMNS = (
     "ProviderName", "PublisherName", "InvoiceIssuerName", "ConsumedQuantity", "ConsumedUnit", "PricingQuantity",
     "PricingUnit", "SkuId", "x_HardwareCost", "x_PowerCost", "x_EnergyKwh", "x_Revenue", "x_IdleCost",
     "x_AllocatedCost", "x_Datacenter", "x_Vendor", "x_Accelerator", "x_AcceleratorCount", "x_ClusterHours",
+    *FOCUS_TOKEN_COLUMNS,
 )
 
 
@@ -235,6 +249,7 @@ def focus_record(cost: ClusterDayCost) -> dict:
         "x_Datacenter": cluster.datacenter.name, "x_Vendor": cluster.sku.vendor,
         "x_Accelerator": cluster.sku.accelerator, "x_AcceleratorCount": cluster.accelerator_count,
         "x_ClusterHours": figures.cluster_hours,
+        **{column: getattr(figures, name) for column, name in FOCUS_TOKEN_COLUMNS.items()},
     }
 
 

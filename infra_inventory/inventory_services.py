@@ -22,7 +22,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils.dateparse import parse_datetime
 
 from config.api import YEARS_TEXT, DomainError, PayloadTooLarge, is_in_years, is_on_the_hour
-from infra_inventory.allocation import TokenWeights
+from infra_inventory.allocation import TOKEN_CLASSES, TokenWeights
 from infra_inventory.models import Cluster, Datacenter, Deployment, HardwareSku, PowerContract, PowerReading
 
 READINGS_MAX = 10_000
@@ -70,11 +70,10 @@ def _name_taken(kind: str, name: str) -> InventoryConflict:
 @transaction.atomic
 def hardware_sku_create(*, name: str, vendor: str, accelerator: str, unit_cost: Decimal, amortization_months: int,
                         board_watts: int, token_weights: TokenWeights | None = None) -> HardwareSku:
-    weights = token_weights or TokenWeights()  # the defaults of DESIGN.md §4: 1, 0.1, 4
+    weights = token_weights or TokenWeights()  # DESIGN.md §4's 1, 0.1, 4, and the newer classes' defaults
     sku = HardwareSku(name=name, vendor=vendor, accelerator=accelerator, unit_cost=unit_cost,
                       amortization_months=amortization_months, board_watts=board_watts,
-                      weight_input=weights.input, weight_cached_input=weights.cached_input,
-                      weight_output=weights.output)
+                      **{f"weight_{c}": getattr(weights, c) for c in TOKEN_CLASSES})
     return _insert(sku, conflict=_name_taken("hardware SKU", name))
 
 

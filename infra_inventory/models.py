@@ -2,7 +2,7 @@
 and the cost allocation projection (DESIGN.md §4).
 
 Invariants and where they are enforced:
-- Costs, PUE and prices are non-negative, PUE ≥ 1, service windows end after they start,
+- Costs, PUE, prices and token weights are non-negative, PUE ≥ 1, service windows end after they start,
   deployment shares in (0, 1]: check constraints.
 - One power contract per datacenter and instant; one reading per cluster-hour (unique).
 - Allocation rows are a projection rebuilt per cluster-hour from the rollups, readings
@@ -12,20 +12,52 @@ Invariants and where they are enforced:
 
 from decimal import Decimal
 
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from infra_inventory.allocation import TOKEN_CLASSES, TokenWeights
+
+
+WEIGHTS_HELP = {  # why each default weighs what it does (TokenWeights holds the numbers)
+    "input": "An uncached text prompt token: one token of prefill, the unit of the other weights.",
+    "cached_input": "A prompt token read from the prompt cache: its prefill is skipped, only the attention over "
+                    "its stored KV entries is paid.",
+    "cache_write": "A prompt token written to the cache with the short (≈5 min) lifetime: a full prefill, plus "
+                   "the accelerator memory its KV entries hold until they expire.",
+    "cache_write_long": "A prompt token written with the long (≈1 h) lifetime: a full prefill, plus its KV entries "
+                        "kept twelve times as long, mostly offloaded to host memory and read back on a hit.",
+    "audio_input": "An uncached audio prompt token: prefill behind an audio encoder, served to realtime sessions "
+                   "in small batches.",
+    "output": "A generated text token (reasoning included): one decode step, memory-bound and batched.",
+    "audio_output": "A generated audio token: a decode step plus the codec that renders it as sound, at realtime "
+                    "latency in small batches.",
+}
+
+
+def _weight(token_class: str) -> models.DecimalField:
+    default = getattr(TokenWeights(), token_class)
+    return models.DecimalField(max_digits=8, decimal_places=4, default=default, validators=[MinValueValidator(0)],
+                               help_text=f"Default {default.normalize()}. {WEIGHTS_HELP[token_class]}")
+
 
 class HardwareSku(models.Model):
+    """An accelerator model. Its token weights say how the cost of a cluster-hour is shared
+    among the token classes served in it (DESIGN.md §4), relative to an uncached prompt token."""
+
     name = models.SlugField(max_length=64, unique=True)
     vendor = models.CharField(max_length=64)
     accelerator = models.CharField(max_length=64)
     unit_cost = models.DecimalField(max_digits=14, decimal_places=2, help_text="USD per accelerator.")
     amortization_months = models.PositiveIntegerField()
     board_watts = models.PositiveIntegerField(help_text="Per accelerator; estimates power without a reading.")
-    weight_input = models.DecimalField(max_digits=8, decimal_places=4, default=Decimal(1))
-    weight_cached_input = models.DecimalField(max_digits=8, decimal_places=4, default=Decimal("0.1"))
-    weight_output = models.DecimalField(max_digits=8, decimal_places=4, default=Decimal(4))
+    weight_input = _weight("input")
+    weight_cached_input = _weight("cached_input")
+    weight_output = _weight("output")
+    weight_cache_write = _weight("cache_write")
+    weight_cache_write_long = _weight("cache_write_long")
+    weight_audio_input = _weight("audio_input")
+    weight_audio_output = _weight("audio_output")
 
     class Meta:
         ordering = ["name"]
@@ -33,12 +65,16 @@ class HardwareSku(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(unit_cost__gte=0), name="sku_cost_not_negative"),
             models.CheckConstraint(condition=Q(amortization_months__gt=0, board_watts__gt=0), name="sku_positive"),
-            models.CheckConstraint(condition=Q(weight_input__gte=0, weight_cached_input__gte=0, weight_output__gte=0),
+            models.CheckConstraint(condition=Q(**{f"weight_{c}__gte": 0 for c in TOKEN_CLASSES}),
                                    name="sku_weights_not_negative"),
         ]
 
     def __str__(self):
         return self.name
+
+    @property
+    def token_weights(self) -> TokenWeights:
+        return TokenWeights(**{c: getattr(self, f"weight_{c}") for c in TOKEN_CLASSES})
 
 
 class Datacenter(models.Model):
@@ -148,6 +184,11 @@ class AllocatedHour(models.Model):
     allocated_at = models.DateTimeField()
 
 
+# CostAllocation's token columns, in UsageTokens.counts order: one per priced class, named
+# after it, then reasoning.
+TOKEN_COLUMNS = (*(f"{token_class}_tokens" for token_class in TOKEN_CLASSES), "reasoning_tokens")
+
+
 class CostAllocation(models.Model):
     """One key's share of a cluster-hour's cost."""
 
@@ -156,9 +197,18 @@ class CostAllocation(models.Model):
     customer_id = models.CharField(max_length=64)
     model = models.CharField(max_length=128)
     service_tier = models.CharField(max_length=16)
-    input_tokens = models.BigIntegerField(help_text="Uncached prompt tokens.")
+    # The priced token classes (metering.token_classes.priced), disjoint: `input_tokens`
+    # and `output_tokens` are the classes, not the event's totals.
+    input_tokens = models.BigIntegerField(help_text="Prompt tokens of no other class: not cached, not written to "
+                                                    "the cache, not audio.")
     cached_input_tokens = models.BigIntegerField()
-    output_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField(help_text="Generated text tokens (output less audio), reasoning included.")
+    cache_write_tokens = models.BigIntegerField(db_default=0)
+    cache_write_long_tokens = models.BigIntegerField(db_default=0)
+    audio_input_tokens = models.BigIntegerField(db_default=0)
+    audio_output_tokens = models.BigIntegerField(db_default=0)
+    reasoning_tokens = models.BigIntegerField(db_default=0, help_text="Part of output + audio output: reported, "
+                                                                      "weighted as the output it is part of.")
     weighted_tokens = models.DecimalField(max_digits=24, decimal_places=4)
     hardware_cost = models.DecimalField(max_digits=18, decimal_places=6)
     power_cost = models.DecimalField(max_digits=18, decimal_places=6)

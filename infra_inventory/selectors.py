@@ -13,7 +13,10 @@ Rounding, decided here once:
   (total_cost is within 1.5 cents of the exact cluster-hour total; an exact zero, e.g. the
   idle cost of a cluster busy every hour, always shows as 0.00).
 - Revenue comes from the rating engine (billing.rating.usage_amount): per output row and
-  customer, the tokens of each (model, service tier, token class, unit price) are summed
+  customer, the tokens of each (model, service tier, token class, unit price) — every
+  priced class the allocation rows carry (metering.token_classes.priced, computed when
+  allocating; a class with no tokens needs no price, one served without a price leaves the
+  revenue unknown, None) — are summed
   and rounded to cents once, as on an invoice line, at the book price or the contract's
   unit-price override in force at each hour, before contract-level discounts, minimums,
   credits and graduated volume tiers. Only allocated usage earns revenue here: unplaced
@@ -35,8 +38,9 @@ from django.db.models import Sum
 
 from billing.rating import ContractTerms, PriceMissing, Quantity, round_cents, usage_amount
 from billing.selectors import month_bounds, price_schedule, terms_for_customers
+from infra_inventory.allocation import TOKEN_CLASSES
 from infra_inventory.models import (
-    AllocatedHour, Cluster, ClusterHourCost, CostAllocation, MarginAlert, UnplacedUsage,
+    TOKEN_COLUMNS, AllocatedHour, Cluster, ClusterHourCost, CostAllocation, MarginAlert, UnplacedUsage,
 )
 
 ECONOMICS_GROUP_KEYS = ("model", "model_tier", "customer", "cluster", "datacenter", "vendor", "day")
@@ -58,9 +62,14 @@ class Figures:
     totals and for rows grouped only by cluster, datacenter, vendor and day, None otherwise
     (idle capacity belongs to no customer or model)."""
 
-    input_tokens: int = 0
+    input_tokens: int = 0  # TOKEN_FIGURES: the priced classes (metering.token_classes.priced), then reasoning
     cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_long_tokens: int = 0
+    audio_input_tokens: int = 0
     output_tokens: int = 0
+    audio_output_tokens: int = 0
+    reasoning_tokens: int = 0  # part of output + audio output: reported, not added to `tokens`
     revenue: Decimal | None = ZERO  # cents; None when some of the usage has no price
     hardware_cost: Decimal = ZERO
     power_cost: Decimal = ZERO
@@ -72,7 +81,8 @@ class Figures:
 
     @property
     def tokens(self) -> int:
-        return self.input_tokens + self.cached_input_tokens + self.output_tokens
+        return (self.input_tokens + self.cached_input_tokens + self.cache_write_tokens + self.cache_write_long_tokens
+                + self.audio_input_tokens + self.output_tokens + self.audio_output_tokens)
 
     @property
     def cost(self) -> Decimal:
@@ -133,9 +143,7 @@ class Figures:
             return a + b
 
         return Figures(
-            input_tokens=self.input_tokens + other.input_tokens,
-            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
+            **{name: getattr(self, name) + getattr(other, name) for name in TOKEN_FIGURES},
             revenue=None if self.revenue is None or other.revenue is None else self.revenue + other.revenue,
             hardware_cost=self.hardware_cost + other.hardware_cost, power_cost=self.power_cost + other.power_cost,
             energy_kwh=self.energy_kwh + other.energy_kwh,
@@ -144,6 +152,12 @@ class Figures:
             fleet_energy_kwh=both(self.fleet_energy_kwh, other.fleet_energy_kwh),
             cluster_hours=both(self.cluster_hours, other.cluster_hours),
         )
+
+
+# Figures' token counts: the allocation's token columns. Each is named after its priced
+# class, but reasoning, which has none (it is priced as the output it is part of).
+TOKEN_FIGURES = TOKEN_COLUMNS
+PRICED_CLASS = {f"{token_class}_tokens": token_class for token_class in TOKEN_CLASSES}
 
 
 @dataclass(frozen=True)
@@ -202,8 +216,8 @@ def _boundaries(pricing: Pricing, start: datetime, end: datetime, *, daily: bool
 
 ALLOCATION_SQL = f"""
     SELECT width_bucket(hour, %(bounds)s::timestamptz[]), cluster_id, customer_id, model, service_tier,
-           sum(input_tokens)::bigint, sum(cached_input_tokens)::bigint, sum(output_tokens)::bigint,
-           sum(hardware_cost), sum(power_cost), sum(energy_kwh)
+           {", ".join(f"sum({name})::bigint" for name in TOKEN_FIGURES)}, sum(hardware_cost), sum(power_cost),
+           sum(energy_kwh)
     FROM {CostAllocation._meta.db_table} WHERE hour >= %(start)s AND hour < %(end)s
     GROUP BY 1, 2, 3, 4, 5
 """
@@ -237,16 +251,18 @@ def _economics(*, start: datetime, end: datetime, group_by: tuple[str, ...], pri
     params = {"bounds": bounds, "start": start, "end": end}
     sums: dict[tuple, Figures] = defaultdict(Figures)
     quantities: dict[tuple, dict[tuple, list[Quantity]]] = defaultdict(lambda: defaultdict(list))
-    for bucket, cluster_id, customer_id, model, service_tier, i, c, o, hw, pw, kwh in _fetch(ALLOCATION_SQL, params):
+    for bucket, cluster_id, customer_id, model, service_tier, *sums_of_row in _fetch(ALLOCATION_SQL, params):
+        *counts, hw, pw, kwh = sums_of_row
         segment = bounds[bucket - 1]
         keys = {**_fleet_keys(clusters[cluster_id], segment), "model": model, "customer": customer_id,
                 "model_tier": pricing.tier(model, segment)}
         key = tuple(keys[k] for k in group_by)
-        sums[key] += Figures(input_tokens=i, cached_input_tokens=c, output_tokens=o, hardware_cost=hw,
-                             power_cost=pw, energy_kwh=kwh)
+        tokens = dict(zip(TOKEN_FIGURES, counts))
+        sums[key] += Figures(**tokens, hardware_cost=hw, power_cost=pw, energy_kwh=kwh)
+        # As billing rates them: a class with no tokens gives no quantity, and needs no price.
         quantities[key][(customer_id, month_bounds(segment)[0])].extend(
-            Quantity(model, service_tier, token_class, segment, tokens)
-            for token_class, tokens in (("input", i), ("cached_input", c), ("output", o)))
+            Quantity(model, service_tier, token_class, segment, tokens[name])
+            for name, token_class in PRICED_CLASS.items() if tokens[name])
     fleet = Figures(fleet_hardware_cost=ZERO, fleet_power_cost=ZERO, fleet_energy_kwh=ZERO, cluster_hours=0)
     with_fleet = set(group_by) <= FLEET_KEYS
     for bucket, cluster_id, hw, pw, kwh, hours in _fetch(CLUSTER_HOUR_SQL, params):

@@ -14,11 +14,13 @@ from decimal import Decimal
 from django.db import connection, transaction
 
 from infra_inventory.allocation import (
-    Deployment as Placement, TokenWeights, UsageTokens, allocate, cluster_hour_cost, place,
+    Deployment as Placement, TokenWeights, UsageTokens, allocate, cluster_hour_cost, place, usage_of_counts,
 )
 from infra_inventory.models import (
-    AllocatedHour, Cluster, ClusterHourCost, CostAllocation, Deployment, PowerContract, PowerReading, UnplacedUsage,
+    TOKEN_COLUMNS, AllocatedHour, Cluster, ClusterHourCost, CostAllocation, Deployment, PowerContract, PowerReading,
+    UnplacedUsage,
 )
+from metering.token_classes import INPUT_PARTS
 
 HOUR = timedelta(hours=1)
 
@@ -36,6 +38,7 @@ class Fleet:
 
     def __init__(self, start: datetime, end: datetime):
         self.clusters = {c.name: c for c in Cluster.objects.select_related("sku", "datacenter")}
+        self.weights: dict[str, TokenWeights] = {name: c.sku.token_weights for name, c in self.clusters.items()}
         contracts = defaultdict(list)
         for contract in PowerContract.objects.order_by("effective_from"):
             contracts[contract.datacenter_id].append(contract)
@@ -66,23 +69,34 @@ class Fleet:
         )
 
 
+# The rollups' sums as the priced classes of metering.token_classes.priced (and reasoning),
+# in UsageTokens.counts order. Postgres computes them: a month is a million rows, and
+# priced() per row in Python would add seconds to the run (tests check the two agree).
+PRICED_SQL = {
+    "input": " - ".join(("input_tokens", *INPUT_PARTS)),
+    "cached_input": "cached_input_tokens", "cache_write": "cache_write_tokens",
+    "cache_write_long": "cache_write_long_tokens", "audio_input": "audio_input_tokens",
+    "output": "output_tokens - audio_output_tokens", "audio_output": "audio_output_tokens",
+    "reasoning": "reasoning_tokens",
+}
+USAGE_SQL = f"""
+    SELECT cluster, region, hour, customer_id, model, service_tier, sum(events)::bigint,
+           {", ".join(f"sum({expression})::bigint" for expression in PRICED_SQL.values())}
+    FROM metering_hourly_rollup WHERE hour >= %s AND hour < %s
+    GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 3, 4, 5, 6, 1, 2
+"""
+
+
 def _usage_by_cluster_hour(fleet: Fleet, start: datetime, end: datetime):
     """Rollups of [start, end) as UsageTokens per (cluster, hour); usage without a known
     in-service cluster is placed by the deployment map, else returned as unplaced."""
-    sql = """
-        SELECT cluster, region, hour, customer_id, model, service_tier, sum(events)::bigint,
-               sum(input_tokens - cached_input_tokens)::bigint, sum(cached_input_tokens)::bigint,
-               sum(output_tokens)::bigint
-        FROM metering_hourly_rollup WHERE hour >= %s AND hour < %s
-        GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 3, 4, 5, 6, 1, 2
-    """
     served: dict[tuple[str, datetime], list[UsageTokens]] = defaultdict(list)
     unplaced, events = [], defaultdict(int)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [start, end])
-        for cluster, region, hour, customer_id, model, service_tier, n, i, c, o in cursor.fetchall():
+        cursor.execute(USAGE_SQL, [start, end])
+        for cluster, region, hour, customer_id, model, service_tier, n, *counts in cursor.fetchall():
             events[hour] += n
-            usage = UsageTokens((customer_id, model, service_tier), i, c, o)
+            usage = usage_of_counts((customer_id, model, service_tier), counts)
             known = fleet.clusters.get(cluster)
             deployments = [] if cluster else fleet.deployments_in_service(model, region, hour)
             if known is not None and known.in_service(hour):
@@ -92,26 +106,29 @@ def _usage_by_cluster_hour(fleet: Fleet, start: datetime, end: datetime):
                     served[(placed_on, hour)].append(part)
             else:
                 unplaced.append(UnplacedUsage(hour=hour, customer_id=customer_id, model=model, region=region,
-                                              tokens=i + c + o))
+                                              tokens=usage.tokens))
     return served, unplaced, events
 
 
 def _merge(usage: list[UsageTokens]) -> list[UsageTokens]:
     """One entry per key (placement can give a key several parts on one cluster-hour)."""
+    if len(usage) < 2:
+        return usage
     sums: dict[tuple, list[int]] = {}
     for u in usage:
-        total = sums.setdefault(u.key, [0, 0, 0])
-        total[0] += u.input
-        total[1] += u.cached_input
-        total[2] += u.output
-    return [UsageTokens(key, *tokens) for key, tokens in sums.items()]
+        total = sums.get(u.key)
+        if total is None:
+            sums[u.key] = list(u.counts())
+        else:
+            for position, count in enumerate(u.counts()):
+                total[position] += count
+    return [usage_of_counts(key, counts) for key, counts in sums.items()]
 
 
 HOUR_COST_COLUMNS = ("cluster_id", "hour", "hardware_cost", "power_cost", "it_kwh", "energy_kwh", "power_estimated",
                      "weighted_tokens")
-ALLOCATION_COLUMNS = ("cluster_id", "hour", "customer_id", "model", "service_tier", "input_tokens",
-                      "cached_input_tokens", "output_tokens", "weighted_tokens", "hardware_cost", "power_cost",
-                      "energy_kwh")
+ALLOCATION_COLUMNS = ("cluster_id", "hour", "customer_id", "model", "service_tier", *TOKEN_COLUMNS,
+                      "weighted_tokens", "hardware_cost", "power_cost", "energy_kwh")
 
 
 def _copy(model, columns: tuple[str, ...], rows: list[tuple]) -> None:
@@ -136,16 +153,15 @@ def costs_allocate(*, start: datetime, end: datetime, as_of: datetime) -> Alloca
             if not cluster.in_service(hour):
                 continue
             cost = fleet.cost(cluster, hour)
-            sku = cluster.sku
-            weights = TokenWeights(sku.weight_input, sku.weight_cached_input, sku.weight_output)
+            weights = fleet.weights[cluster.name]
             usage = _merge(served.get((cluster.name, hour), []))
             shares = allocate(cost, usage, weights)
             hour_costs.append((cluster.pk, hour, cost.hardware, cost.power, cost.it_kwh, cost.energy_kwh,
                                cost.estimated, sum((s.weighted_tokens for s in shares), Decimal(0))))
             tokens = {u.key: u for u in usage}
             allocations.extend(
-                (cluster.pk, hour, *s.key, tokens[s.key].input, tokens[s.key].cached_input, tokens[s.key].output,
-                 s.weighted_tokens, s.hardware, s.power, s.energy_kwh)
+                (cluster.pk, hour, *s.key, *tokens[s.key].counts(), s.weighted_tokens, s.hardware, s.power,
+                 s.energy_kwh)
                 for s in shares)
         hour += HOUR
     for model in (CostAllocation, ClusterHourCost, UnplacedUsage, AllocatedHour):

@@ -14,8 +14,9 @@ is a scale model sized to the demo's 200,000 requests: each cluster is one accel
 CS-3 system), each model tier has clusters of its own, and the traffic keeps each busy about
 half the time on average, as a provider's fleet is; the CS-3 was commissioned at the end of
 the month and served nothing (idle cost). Capacity is what one accelerator sustains for the
-tier it serves at interactive latency, in weighted tokens (input × 1 + cached × 0.1 +
-output × 4) per second: a frontier-class replica spans many accelerators, so each streams
+tier it serves at interactive latency, in weighted tokens (the SKUs keep the default
+weights: input × 1 + cached × 0.1 + output × 4, cache writes × 1.25 or × 2 for an hour's
+lifetime, audio in × 2 and out × 8) per second: a frontier-class replica spans many accelerators, so each streams
 little; a nano model is cheap to serve but sells for little, so its margin is thin.
 """
 
@@ -152,6 +153,7 @@ def _allocate_missing(start: datetime, end: datetime) -> None:
 def _worked_hour(start: datetime, end: datetime) -> None:
     """One cluster-hour of the metered cluster, worked by hand from the stored inventory."""
     from billing.rating.money import money_text as money
+    from infra_inventory.allocation import TOKEN_CLASSES
     from infra_inventory.models import ClusterHourCost, CostAllocation, PowerContract
 
     hour = start + 14 * DAY + 15 * HOUR
@@ -168,8 +170,10 @@ def _worked_hour(start: datetime, end: datetime) -> None:
     source = "estimated: accelerators × board W / 1000" if cost.power_estimated else "measured reading"
     print(f"power    = IT kWh × PUE × USD/kWh = {cost.it_kwh.normalize():f} ({source}) × {datacenter.pue} × "
           f"{price} = {cost.power_cost:f} USD  (energy {cost.energy_kwh.normalize():f} kWh)")
+    weights = " + ".join(f"{token_class} × {getattr(sku, f'weight_{token_class}').normalize()}"
+                         for token_class in TOKEN_CLASSES)
     print(f"total    = {cost.hardware_cost + cost.power_cost:f} USD, shared by weighted tokens "
-          f"(input × 1 + cached × 0.1 + output × 4) among {cost.weighted_tokens.normalize():,f} weighted tokens:")
+          f"({weights}) among {cost.weighted_tokens.normalize():,f} weighted tokens:")
     shares = CostAllocation.objects.filter(cluster=cluster, hour=hour).order_by("-weighted_tokens")
     for share in shares[:4]:
         print(f"  {share.customer_id:10} {share.model:13} {share.service_tier:9} "

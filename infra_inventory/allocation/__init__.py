@@ -9,11 +9,11 @@ the total for any period and any grouping.
 """
 
 from infra_inventory.allocation.core import (
-    MICRO, ClusterHourCost, Deployment, Share, TokenWeights, UsageTokens, allocate, cluster_hour_cost, place,
-    split_largest_remainder,
+    MICRO, TOKEN_CLASSES, ClusterHourCost, Deployment, Share, TokenWeights, UsageTokens, allocate, cluster_hour_cost,
+    place, split_largest_remainder, usage_of_counts,
 )
 
 __all__ = [
-    "MICRO", "ClusterHourCost", "Deployment", "Share", "TokenWeights", "UsageTokens", "allocate",
-    "cluster_hour_cost", "place", "split_largest_remainder",
+    "MICRO", "TOKEN_CLASSES", "ClusterHourCost", "Deployment", "Share", "TokenWeights", "UsageTokens", "allocate",
+    "cluster_hour_cost", "place", "split_largest_remainder", "usage_of_counts",
 ]

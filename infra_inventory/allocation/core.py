@@ -1,31 +1,79 @@
 """Cluster-hour cost, the split of a cost by weights, and placement by deployment shares."""
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+
+from metering.token_classes import CLASSES  # pure, like this package
 
 MICRO = Decimal("0.000001")
 HOURS_PER_MONTH = 730  # DESIGN.md §4
 
 
-@dataclass(frozen=True, slots=True)
+# The priced token classes, disjoint: a key's tokens are their sum. Reasoning is not among
+# them: it is part of the output it was generated as.
+TOKEN_CLASSES = CLASSES
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TokenWeights:
+    """What a token of each class weighs when a cluster-hour's cost is shared, relative to an
+    uncached text prompt token: the accelerator time it takes and the memory it holds. The
+    defaults: a cached token skips prefill (0.1); a cache write is a full prefill whose KV
+    blocks are then kept for ≈5 min (1.25) or ≈1 h (2); audio runs an encoder before the model,
+    or a codec decoder after it, at realtime latency with small batches (2 in, 8 out); a text
+    output token is one decode step (4). Each SKU may set its own (HardwareSku.weight_*)."""
+
     input: Decimal = Decimal(1)
     cached_input: Decimal = Decimal("0.1")
+    cache_write: Decimal = Decimal("1.25")
+    cache_write_long: Decimal = Decimal(2)
+    audio_input: Decimal = Decimal(2)
     output: Decimal = Decimal(4)
+    audio_output: Decimal = Decimal(8)
 
 
 @dataclass(frozen=True, slots=True)
 class UsageTokens:
-    """Tokens one key (customer, model, service tier, …) was served in one cluster-hour.
-    `input` counts uncached prompt tokens, as the priced class does."""
+    """Tokens one key (customer, model, service tier, …) was served in one cluster-hour, per
+    priced class (so `input` counts only the prompt tokens no other class covers, `output`
+    only the text ones), and `reasoning`, the part of output + audio_output spent reasoning:
+    reported, weighted as the output it is part of."""
 
     key: tuple
-    input: int
-    cached_input: int
-    output: int
+    _: KW_ONLY
+    input: int = 0
+    cached_input: int = 0
+    cache_write: int = 0
+    cache_write_long: int = 0
+    audio_input: int = 0
+    output: int = 0
+    audio_output: int = 0
+    reasoning: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return (self.input + self.cached_input + self.cache_write + self.cache_write_long + self.audio_input
+                + self.output + self.audio_output)
+
+    def counts(self) -> tuple[int, ...]:
+        """The classes in TOKEN_CLASSES order, then reasoning."""
+        return (self.input, self.cached_input, self.cache_write, self.cache_write_long, self.audio_input, self.output,
+                self.audio_output, self.reasoning)
 
     def weighted(self, weights: TokenWeights) -> Decimal:
-        return self.input * weights.input + self.cached_input * weights.cached_input + self.output * weights.output
+        # Spelled out rather than looped over TOKEN_CLASSES: a month's allocation weighs
+        # over a million of these.
+        return (self.input * weights.input + self.cached_input * weights.cached_input
+                + self.cache_write * weights.cache_write + self.cache_write_long * weights.cache_write_long
+                + self.audio_input * weights.audio_input + self.output * weights.output
+                + self.audio_output * weights.audio_output)
+
+
+def usage_of_counts(key: tuple, counts) -> UsageTokens:
+    """The inverse of UsageTokens.counts."""
+    i, c, w, wl, ai, o, ao, r = counts
+    return UsageTokens(key, input=i, cached_input=c, cache_write=w, cache_write_long=wl, audio_input=ai, output=o,
+                       audio_output=ao, reasoning=r)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,13 +147,20 @@ def allocate(cost: ClusterHourCost, usage: list[UsageTokens], weights: TokenWeig
 
 def place(usage: UsageTokens, deployments: list[Deployment]) -> list[tuple[str, UsageTokens]]:
     """Usage with no cluster, spread over the model's deployments in its region by share;
-    each token class split by largest remainder so no token is lost or invented."""
+    each token class split by largest remainder so no token is lost or invented. Reasoning
+    is split in proportion to the output parts, never by share: a part of a largest-remainder
+    split is at most the ceiling of its exact share, which is at most the output part it
+    belongs to, so no deployment gets more reasoning than output."""
     shares = [d.share for d in deployments]
-    columns = [
-        [int(x) for x in split_largest_remainder(Decimal(tokens), shares, unit=Decimal(1))]
-        for tokens in (usage.input, usage.cached_input, usage.output)
+    columns = [  # most usage has no tokens in most classes: nothing to split there
+        [int(x) for x in split_largest_remainder(Decimal(tokens), shares, unit=Decimal(1))] if tokens
+        else [0] * len(deployments)
+        for tokens in usage.counts()[:-1]
     ]
-    return [
-        (d.cluster, UsageTokens(usage.key, columns[0][i], columns[1][i], columns[2][i]))
-        for i, d in enumerate(deployments)
-    ]
+    outputs = [Decimal(o + ao) for o, ao in zip(columns[5], columns[6])]
+    if usage.reasoning:
+        columns.append([int(x) for x in split_largest_remainder(Decimal(usage.reasoning), outputs, unit=Decimal(1))])
+    else:
+        columns.append([0] * len(deployments))
+    return [(d.cluster, usage_of_counts(usage.key, [column[i] for column in columns]))
+            for i, d in enumerate(deployments)]

@@ -7,21 +7,23 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
+from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing.models import PriceBook
 from billing.services.price_books import price_book_create
 from infra_inventory.allocation import (
-    MICRO, ClusterHourCost as HourCost, Deployment as Placement, TokenWeights, UsageTokens, allocate, place,
-    split_largest_remainder,
+    MICRO, TOKEN_CLASSES, ClusterHourCost as HourCost, Deployment as Placement, TokenWeights, UsageTokens, allocate,
+    place, split_largest_remainder,
 )
 from infra_inventory.models import (
-    AllocatedHour, Cluster, ClusterHourCost, CostAllocation, Datacenter, Deployment, HardwareSku, PowerContract,
-    PowerReading, UnplacedUsage,
+    TOKEN_COLUMNS, AllocatedHour, Cluster, ClusterHourCost, CostAllocation, Datacenter, Deployment, HardwareSku,
+    PowerContract, PowerReading, UnplacedUsage,
 )
 from infra_inventory.selectors import unit_economics
-from infra_inventory.services import costs_allocate, costs_allocate_stale, hours_stale
+from infra_inventory.services import USAGE_SQL, costs_allocate, costs_allocate_stale, hours_stale
+from metering import token_classes
 from metering.models import HourlyRollup
 from scripts.demo_pricing import price_list
 
@@ -56,11 +58,15 @@ def cluster_make(name, datacenter, sku, *, count=8, since=SINCE, until=None):
 
 
 def rollup(customer_id, model, hour, *, input_tokens=0, cached=0, output=0, cluster="", region="",
-           service_tier="standard", events=1):
-    """Usage as the consumer rolls it up; `input_tokens` counts cached ones too (as on the event)."""
+           service_tier="standard", events=1, cache_write=0, cache_write_long=0, audio_input=0, audio_output=0,
+           reasoning=0):
+    """Usage as the consumer rolls it up: totals and parts, as on the event (`input_tokens`
+    counts the cached, cache-write and audio ones too; `output` the audio and reasoning ones)."""
     return HourlyRollup.objects.create(customer_id=customer_id, model=model, service_tier=service_tier, region=region,
                                        cluster=cluster, hour=hour, events=events, input_tokens=input_tokens,
-                                       cached_input_tokens=cached, output_tokens=output)
+                                       cached_input_tokens=cached, output_tokens=output, cache_write_tokens=cache_write,
+                                       cache_write_long_tokens=cache_write_long, audio_input_tokens=audio_input,
+                                       audio_output_tokens=audio_output, reasoning_tokens=reasoning)
 
 
 def reading(cluster, hour, it_kwh, *, received_at=None):
@@ -107,10 +113,39 @@ def inventory_clear():
 
 micro_amounts = st.integers(min_value=0, max_value=10**10).map(lambda n: n * MICRO)
 token_counts = st.integers(min_value=0, max_value=10**9)
-usages = st.lists(st.tuples(token_counts, token_counts, token_counts), max_size=12).map(
-    lambda items: [UsageTokens(("k", i), *tokens) for i, tokens in enumerate(items)])
+CLASS_COUNTS = len(TOKEN_CLASSES)
+
+
+def _usage_tokens(key, counts, reasoning_share) -> UsageTokens:
+    """Every class of `counts` (TOKEN_CLASSES order), reasoning a share of output + audio output."""
+    tokens = dict(zip(TOKEN_CLASSES, counts))
+    reasoning = int((tokens["output"] + tokens["audio_output"]) * reasoning_share)
+    return UsageTokens(key, **tokens, reasoning=reasoning)
+
+
+class_counts = st.tuples(*[token_counts] * CLASS_COUNTS)
+reasoning_shares = st.sampled_from([Decimal(0), Decimal("0.3"), Decimal(1)])
+usage_tokens = st.builds(_usage_tokens, st.just(("acme", "gpt-5.4", "standard")), class_counts, reasoning_shares)
+usages = st.lists(st.tuples(class_counts, reasoning_shares), max_size=12).map(
+    lambda items: [_usage_tokens(("k", i), counts, share) for i, (counts, share) in enumerate(items)])
 weight_values = st.decimals(min_value=0, max_value=10, places=4)
-weights_st = st.builds(TokenWeights, weight_values, weight_values, weight_values)
+weights_st = st.builds(lambda values: TokenWeights(**dict(zip(TOKEN_CLASSES, values))),
+                       st.tuples(*[weight_values] * CLASS_COUNTS))
+
+
+def test_the_core_weighs_the_priced_classes_of_the_ledger():
+    assert TOKEN_CLASSES == token_classes.CLASSES
+    assert TokenWeights() == TokenWeights(input=Decimal(1), cached_input=Decimal("0.1"), output=Decimal(4),
+                                          cache_write=Decimal("1.25"), cache_write_long=Decimal(2),
+                                          audio_input=Decimal(2), audio_output=Decimal(8))
+
+
+@given(usage=usage_tokens, weights=weights_st)
+def test_core_weighted_tokens_weigh_each_class_by_its_weight_and_reasoning_not_again(usage, weights):
+    by_hand = sum((getattr(usage, c) * getattr(weights, c) for c in TOKEN_CLASSES), Decimal(0))
+
+    assert usage.weighted(weights) == by_hand
+    assert usage.tokens == sum(usage.counts()[:CLASS_COUNTS])
 
 
 @given(cost=st.builds(lambda h, p, e: HourCost(h, p, Decimal(0), e, True), micro_amounts, micro_amounts,
@@ -152,17 +187,15 @@ def test_core_allocated_plus_idle_is_the_total_for_any_grouping(hours, group_of)
     assert sum(groups.values(), Decimal(0)) + idle == total
 
 
-@given(tokens=st.tuples(token_counts, token_counts, token_counts),
+@given(usage=usage_tokens,
        shares=st.lists(st.decimals(min_value=Decimal("0.0001"), max_value=1, places=4), min_size=1, max_size=5))
 @settings(max_examples=300)
-def test_core_placement_neither_loses_nor_invents_tokens(tokens, shares):
-    usage = UsageTokens(("acme", "gpt-5.4", "standard"), *tokens)
-
+def test_core_placement_neither_loses_nor_invents_tokens(usage, shares):
     placed = place(usage, [Placement(f"c{i}", share) for i, share in enumerate(shares)])
 
-    assert sum(p.input for _, p in placed) == usage.input
-    assert sum(p.cached_input for _, p in placed) == usage.cached_input
-    assert sum(p.output for _, p in placed) == usage.output
+    for position, name in enumerate((*TOKEN_CLASSES, "reasoning")):
+        assert sum(p.counts()[position] for _, p in placed) == getattr(usage, name), name
+    assert all(p.reasoning <= p.output + p.audio_output for _, p in placed)  # a part stays within its whole
 
 
 @given(units=st.integers(min_value=0, max_value=10**12),
@@ -198,7 +231,10 @@ usage_specs = st.lists(st.fixed_dictionaries({
     "target": st.sampled_from(["c0", "c1", "c2", "", "", "gone"]),  # "": placed by deployment (or not)
     "region": st.sampled_from(["us-east", "eu-west"]),
     "service_tier": st.sampled_from(["standard", "batch", "priority"]),
-    "tokens": st.tuples(st.integers(0, 5_000_000), st.integers(0, 5_000_000), st.integers(0, 2_000_000)),
+    # uncached, cached, cache write, long cache write, audio in; text out, audio out, reasoning share
+    "tokens": st.tuples(st.integers(0, 5_000_000), st.integers(0, 5_000_000), st.integers(0, 2_000_000),
+                        st.integers(0, 1_000_000), st.integers(0, 1_000_000), st.integers(0, 2_000_000),
+                        st.integers(0, 500_000), st.sampled_from([0, 1, 2, 4])),
 }), max_size=14)
 fleet_specs = st.fixed_dictionaries({
     "clusters": st.lists(cluster_specs, min_size=1, max_size=3),
@@ -252,8 +288,11 @@ def test_allocated_plus_idle_is_the_fleet_cost_to_the_cent(catalog, fleet, usage
     for u in usage:
         key = (u["customer"], u["model"], u["service_tier"], u["region"], u["target"], start + u["hour"] * HOUR)
         if key not in rolled:
-            uncached, cached, output = u["tokens"]
-            rolled[key] = rollup(key[0], key[1], key[5], input_tokens=uncached + cached, cached=cached, output=output,
+            uncached, cached, write, write_long, audio_in, text_out, audio_out, reasoning_quarters = u["tokens"]
+            rolled[key] = rollup(key[0], key[1], key[5], input_tokens=uncached + cached + write + write_long + audio_in,
+                                 cached=cached, cache_write=write, cache_write_long=write_long, audio_input=audio_in,
+                                 output=text_out + audio_out, audio_output=audio_out,
+                                 reasoning=(text_out + audio_out) * reasoning_quarters // 4,
                                  cluster=key[4], region=key[3], service_tier=key[2])
     tokens_in = sum(r.input_tokens + r.output_tokens for r in rolled.values())
     expected_total = hand_fleet_cost(start, end)
@@ -337,6 +376,128 @@ class TestClusterHourCost:
         by_cluster = {row.keys["cluster"]: row.figures for row in month.rows}
         assert by_cluster["iad-h200-a"].cluster_hours == 2 and by_cluster["iad-h200-a"].tokens == 2200
         assert month.unplaced_tokens == 2200
+
+
+def allocation_row(customer_id: str) -> dict:
+    return CostAllocation.objects.filter(customer_id=customer_id).values(
+        *TOKEN_COLUMNS, "weighted_tokens", "hardware_cost", "power_cost").get()
+
+
+@pytest.mark.django_db
+class TestEveryTokenClass:
+    """One hour of iad-h100-a (8.00 hardware + 1.00 estimated power, as in `iad`), on a SKU
+    weighing each class apart: input 1, cached 0.1, cache write 1.5, long cache write 2.5,
+    audio in 3, output 4, audio out 10. Worked by hand:
+      acme    1,000,000 prompt = 400,000 uncached + 200,000 cached + 300,000 written + 100,000
+              written for an hour; 50,000 output of which 20,000 reasoning
+              → 400,000 + 20,000 + 450,000 + 250,000 + 200,000 = 1,320,000 weighted
+      globex  500,000 prompt of which 200,000 audio; 120,000 output of which 60,000 audio
+              → 300,000 + 600,000 + 240,000 + 600,000 = 1,740,000 weighted
+      acme    nano, 740,000 prompt + 50,000 output → 740,000 + 200,000 = 940,000 weighted
+    4,000,000 weighted in all: hardware 8.00 × w / 4M = 2 × w / 1M, power 1.00 × w / 4M."""
+
+    WEIGHTS = {"weight_input": Decimal(1), "weight_cached_input": Decimal("0.1"), "weight_cache_write": Decimal("1.5"),
+               "weight_cache_write_long": Decimal("2.5"), "weight_audio_input": Decimal(3),
+               "weight_output": Decimal(4), "weight_audio_output": Decimal(10)}
+
+    @staticmethod
+    def usage(cluster: str):
+        rollup("acme", "gpt-5.4", T0, input_tokens=1_000_000, cached=200_000, cache_write=300_000,
+               cache_write_long=100_000, output=50_000, reasoning=20_000, cluster=cluster)
+        rollup("globex", "gpt-5.4-mini", T0, input_tokens=500_000, audio_input=200_000, output=120_000,
+               audio_output=60_000, cluster=cluster)
+        rollup("acme", "gpt-5.4-nano", T0, input_tokens=740_000, output=50_000, cluster=cluster)
+
+    def test_each_class_is_weighted_by_the_skus_weight(self, catalog):
+        iad = cluster_make("iad-h100-a", datacenter_make("iad-1", pue="1.25", price="0.10"),
+                           sku_make(**self.WEIGHTS))
+        self.usage("iad-h100-a")
+
+        costs_allocate(start=T0, end=T0 + HOUR, as_of=T0 + HOUR)
+
+        rows = {(a.customer_id, a.model): a for a in CostAllocation.objects.filter(cluster=iad)}
+        acme, globex, nano = rows[("acme", "gpt-5.4")], rows[("globex", "gpt-5.4-mini")], rows[("acme", "gpt-5.4-nano")]
+        assert {c: getattr(acme, c) for c in TOKEN_COLUMNS} == {
+            "input_tokens": 400_000, "cached_input_tokens": 200_000, "cache_write_tokens": 300_000,
+            "cache_write_long_tokens": 100_000, "audio_input_tokens": 0, "output_tokens": 50_000,
+            "audio_output_tokens": 0, "reasoning_tokens": 20_000}
+        assert {c: getattr(globex, c) for c in TOKEN_COLUMNS} == {
+            "input_tokens": 300_000, "cached_input_tokens": 0, "cache_write_tokens": 0, "cache_write_long_tokens": 0,
+            "audio_input_tokens": 200_000, "output_tokens": 60_000, "audio_output_tokens": 60_000,
+            "reasoning_tokens": 0}
+        assert [(r.weighted_tokens, r.hardware_cost, r.power_cost) for r in (acme, globex, nano)] == [
+            (Decimal(1_320_000), Decimal("2.64"), Decimal("0.33")),
+            (Decimal(1_740_000), Decimal("3.48"), Decimal("0.435")),
+            (Decimal(940_000), Decimal("1.88"), Decimal("0.235")),
+        ]
+        assert ClusterHourCost.objects.get(cluster=iad, hour=T0).weighted_tokens == Decimal(4_000_000)
+
+    def test_a_sku_without_weights_takes_the_defaults(self, catalog):
+        cluster_make("iad-h100-a", datacenter_make("iad-1"), sku_make())
+        self.usage("iad-h100-a")
+
+        costs_allocate(start=T0, end=T0 + HOUR, as_of=T0 + HOUR)
+
+        weighted = dict(CostAllocation.objects.values_list("model", "weighted_tokens"))
+        # defaults: input 1, cached 0.1, write 1.25, long write 2, audio in 2, output 4, audio out 8
+        assert weighted == {
+            "gpt-5.4": Decimal(400_000 + 20_000 + 375_000 + 200_000 + 200_000),
+            "gpt-5.4-mini": Decimal(300_000 + 400_000 + 240_000 + 480_000),
+            "gpt-5.4-nano": Decimal(740_000 + 200_000),
+        }
+
+    def test_placed_usage_keeps_every_class_and_reasoning_within_output(self, catalog, iad):
+        other = cluster_make("iad-h100-b", iad.datacenter, iad.sku)
+        for cluster, share in ((iad, "0.3333"), (other, "0.6667")):
+            Deployment.objects.create(model="gpt-5.4", region="us-east", cluster=cluster, share=Decimal(share))
+        rollup("acme", "gpt-5.4", T0, input_tokens=1001, cached=301, cache_write=101, cache_write_long=51,
+               audio_input=11, output=777, audio_output=7, reasoning=777, region="us-east")
+
+        costs_allocate(start=T0, end=T0 + HOUR, as_of=T0 + HOUR)
+
+        parts = list(CostAllocation.objects.values(*TOKEN_COLUMNS))
+        assert {c: sum(p[c] for p in parts) for c in TOKEN_COLUMNS} == {
+            "input_tokens": 537, "cached_input_tokens": 301, "cache_write_tokens": 101,
+            "cache_write_long_tokens": 51, "audio_input_tokens": 11, "output_tokens": 770,
+            "audio_output_tokens": 7, "reasoning_tokens": 777}
+        assert all(p["reasoning_tokens"] <= p["output_tokens"] + p["audio_output_tokens"] for p in parts)
+        assert UnplacedUsage.objects.count() == 0
+
+    def test_unplaced_usage_counts_every_token(self, catalog, iad):
+        rollup("acme", "gpt-5.4", T0, input_tokens=1000, cached=100, cache_write=200, audio_input=50, output=300,
+               audio_output=30, reasoning=100, region="sa-east")
+
+        costs_allocate(start=T0, end=T0 + HOUR, as_of=T0 + HOUR)
+
+        assert UnplacedUsage.objects.get(customer_id="acme").tokens == 1300
+
+
+def _rollup_fields(parts: tuple[int, ...]) -> dict:
+    """A valid rollup's sums of token_classes.FIELDS from its disjoint parts."""
+    uncached, cached, write, write_long, audio_in, text_out, audio_out, reasoning = parts
+    return {"input_tokens": uncached + cached + write + write_long + audio_in, "cached_input_tokens": cached,
+            "output_tokens": text_out + audio_out, "cache_write_tokens": write, "cache_write_long_tokens": write_long,
+            "audio_input_tokens": audio_in, "audio_output_tokens": audio_out,
+            "reasoning_tokens": min(reasoning, text_out + audio_out)}
+
+
+rollup_fields = st.tuples(*[st.integers(0, 10**9)] * 8).map(_rollup_fields)
+
+
+@pytest.mark.django_db
+@given(fields=rollup_fields)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_allocations_sql_prices_the_classes_as_the_ledger_does(fields):
+    HourlyRollup.objects.filter(hour=T0).delete()
+    HourlyRollup.objects.create(customer_id="acme", model="gpt-5.4", service_tier="standard", region="", cluster="",
+                                hour=T0, events=1, **fields)
+
+    with connection.cursor() as cursor:
+        cursor.execute(USAGE_SQL, [T0, T0 + HOUR])
+        [row] = cursor.fetchall()
+
+    assert dict(zip((*TOKEN_CLASSES, "reasoning"), row[7:])) == token_classes.priced(fields) | {
+        "reasoning": fields["reasoning_tokens"]}
 
 
 @pytest.mark.django_db

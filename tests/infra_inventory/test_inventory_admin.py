@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from infra_inventory.inventory_services import cluster_create, datacenter_create, hardware_sku_create
-from infra_inventory.models import AllocatedHour, Cluster, PowerReading
+from infra_inventory.models import AllocatedHour, Cluster, HardwareSku, PowerReading
 from tests.conftest import utc
 
 
@@ -147,6 +147,29 @@ class TestInventoryEditing:
         response = manager.post(url("deployment_add"), form)
 
         assert "model" in response.context["adminform"].form.errors
+
+    def test_a_manager_sets_every_token_weight_and_a_negative_one_is_refused(self, manager, db):
+        form = {"name": "mi300x", "vendor": "AMD", "accelerator": "MI300X", "unit_cost": "15000.00",
+                "amortization_months": 48, "board_watts": 750, "weight_input": "1", "weight_cached_input": "0.1",
+                "weight_cache_write": "1.2", "weight_cache_write_long": "1.8", "weight_audio_input": "2.5",
+                "weight_output": "4", "weight_audio_output": "-1"}
+
+        refused = manager.post(url("hardwaresku_add"), form)
+        added = manager.post(url("hardwaresku_add"), form | {"weight_audio_output": "9"})
+
+        assert "weight_audio_output" in refused.context["adminform"].form.errors
+        assert added.status_code == 302
+        sku = HardwareSku.objects.get(name="mi300x")
+        assert (sku.weight_cache_write, sku.weight_cache_write_long, sku.weight_audio_input, sku.weight_audio_output) \
+            == (Decimal("1.2"), Decimal("1.8"), Decimal("2.5"), Decimal(9))
+
+    def test_the_sku_form_explains_the_default_weights(self, manager, db):
+        response = manager.get(url("hardwaresku_add"))
+
+        form = response.context["adminform"].form
+        field = form.fields["weight_cache_write_long"]
+        assert field.initial == Decimal(2)
+        assert "Default 2." in field.help_text and "≈1 h" in field.help_text
 
     @pytest.mark.parametrize("name", ["hardwaresku", "datacenter", "powercontract", "cluster", "deployment",
                                       "powerreading"])

@@ -6,11 +6,12 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import IntegrityError, transaction
 
 from infra_inventory.inventory_services import (
     cluster_create, datacenter_create, hardware_sku_create, power_readings_record,
 )
-from infra_inventory.models import Cluster, Deployment, PowerContract, PowerReading
+from infra_inventory.models import Cluster, Deployment, HardwareSku, PowerContract, PowerReading
 from infra_inventory.services import costs_allocate, hours_stale
 from metering.services import utc_now
 from tests.conftest import utc
@@ -20,7 +21,10 @@ INVENTORY_PATHS = ["hardware-skus", "datacenters", "power-contracts", "clusters"
 
 SKU = {"name": "h100-sxm", "vendor": "NVIDIA", "accelerator": "H100 SXM", "unit_cost": "30000.00",
        "amortization_months": 48, "board_watts": 700,
-       "token_weights": {"input": "1", "cached_input": "0.1", "output": "4"}}
+       "token_weights": {"input": "1", "cached_input": "0.1", "cache_write": "1.1", "cache_write_long": "1.6",
+                         "audio_input": "2.5", "output": "4", "audio_output": "7.25"}}
+DEFAULT_WEIGHTS = {"input": "1", "cached_input": "0.1", "cache_write": "1.25", "cache_write_long": "2",
+                   "audio_input": "2", "output": "4", "audio_output": "8"}
 
 
 def url(path: str) -> str:
@@ -61,20 +65,56 @@ class TestHardwareSkus:
         assert created.status_code == 201
         assert created.json() == SKU
         assert listed.json() == {"next": None, "results": [SKU]}
+        stored = HardwareSku.objects.get(name="h100-sxm")
+        assert (stored.weight_cache_write, stored.weight_cache_write_long, stored.weight_audio_input,
+                stored.weight_audio_output) == (Decimal("1.1"), Decimal("1.6"), Decimal("2.5"), Decimal("7.25"))
 
-    def test_token_weights_default_to_1_0_1_and_4(self, admin):
+    def test_token_weights_default_per_class(self, admin):
         body = {k: v for k, v in SKU.items() if k != "token_weights"} | {"name": "mi300x", "unit_cost": "15000.5"}
 
         created = admin.post(url("hardware-skus"), body, format="json")
 
         assert created.status_code == 201
         assert created.json()["unit_cost"] == "15000.50"
-        assert created.json()["token_weights"] == {"input": "1", "cached_input": "0.1", "output": "4"}
+        assert created.json()["token_weights"] == DEFAULT_WEIGHTS  # DESIGN.md §4's 1, 0.1, 4 among them
 
-    def test_one_weight_given_keeps_the_defaults_of_the_others(self, admin):
-        created = admin.post(url("hardware-skus"), SKU | {"token_weights": {"output": "3.5"}}, format="json")
+    def test_the_weights_posted_before_the_newer_classes_still_create_a_sku(self, admin):
+        created = admin.post(url("hardware-skus"), SKU | {"token_weights": {"input": "1", "cached_input": "0.1",
+                                                                            "output": "3.5"}}, format="json")
 
-        assert created.json()["token_weights"] == {"input": "1", "cached_input": "0.1", "output": "3.5"}
+        assert created.status_code == 201
+        assert created.json()["token_weights"] == DEFAULT_WEIGHTS | {"output": "3.5"}
+
+    def test_one_new_class_weight_given_keeps_the_defaults_of_the_others(self, admin):
+        created = admin.post(url("hardware-skus"), SKU | {"token_weights": {"audio_output": "12"}}, format="json")
+
+        assert created.json()["token_weights"] == DEFAULT_WEIGHTS | {"audio_output": "12"}
+
+    @pytest.mark.parametrize("token_class", ["cache_write", "cache_write_long", "audio_input", "audio_output"])
+    def test_a_negative_weight_of_a_newer_class_is_a_422_naming_it(self, admin, token_class):
+        response = admin.post(url("hardware-skus"), SKU | {"token_weights": {token_class: "-0.5"}}, format="json")
+
+        assert response.status_code == 422
+        assert response.json()["status"] == 422 and response.json()["title"]
+        assert field_errors(response)["token_weights"] == [
+            f"{token_class}: Ensure this value is greater than or equal to 0."]
+        assert not HardwareSku.objects.exists()
+
+    def test_only_newer_class_weights_above_zero_is_enough(self, admin):
+        zeros = {c: "0" for c in DEFAULT_WEIGHTS}
+
+        created = admin.post(url("hardware-skus"), SKU | {"token_weights": zeros | {"audio_input": "3"}},
+                             format="json")
+
+        assert created.status_code == 201
+        assert created.json()["token_weights"] == zeros | {"audio_input": "3"}
+
+    def test_the_database_refuses_a_negative_weight_of_any_class(self, db):
+        for token_class in DEFAULT_WEIGHTS:
+            with pytest.raises(IntegrityError, match="sku_weights_not_negative"), transaction.atomic():
+                HardwareSku.objects.create(name=f"bad-{token_class}".replace("_", "-"), vendor="x", accelerator="x",
+                                           unit_cost=Decimal(1), amortization_months=1, board_watts=1,
+                                           **{f"weight_{token_class}": Decimal(-1)})
 
     @pytest.mark.parametrize(("change", "field"), [
         ({"unit_cost": "-1.00"}, "unit_cost"),
@@ -82,7 +122,10 @@ class TestHardwareSkus:
         ({"board_watts": 0}, "board_watts"),
         ({"name": "not a slug"}, "name"),
         ({"token_weights": {"input": "-1"}}, "token_weights"),
-        ({"token_weights": {"input": "0", "cached_input": "0", "output": "0"}}, "token_weights"),
+        ({"token_weights": {"input": "0", "cached_input": "0", "cache_write": "0", "cache_write_long": "0",
+                            "audio_input": "0", "output": "0", "audio_output": "0"}}, "token_weights"),
+        ({"token_weights": {"audio_output": "abc"}}, "token_weights"),
+        ({"token_weights": {"cache_write": "12345.00001"}}, "token_weights"),
     ])
     def test_bad_input_is_a_422_naming_the_field(self, admin, change, field):
         response = admin.post(url("hardware-skus"), SKU | change, format="json")

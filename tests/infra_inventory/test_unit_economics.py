@@ -10,7 +10,8 @@ import pytest
 
 from billing.models import WebhookDelivery, WebhookEndpoint
 from billing.services.contracts import contract_put
-from infra_inventory.economics_apis import FOCUS_COLUMNS
+from billing.services.price_books import price_book_create
+from infra_inventory.economics_apis import FOCUS_COLUMNS, FOCUS_TOKEN_COLUMNS
 from infra_inventory.margins import margin_alerts_record
 from infra_inventory.models import ClusterHourCost, CostAllocation, MarginAlert
 from infra_inventory.selectors import unit_economics
@@ -135,8 +136,10 @@ class TestUnitEconomicsApi:
         iad = next(row for row in body["results"] if row["cluster"] == "iad-h100-a")
         assert iad == {
             "cluster": "iad-h100-a", "day": "2026-03-02T00:00:00+00:00", "tokens": 6_862_500,
-            "input_tokens": 5_500_000, "cached_input_tokens": 500_000, "output_tokens": 862_500,
-            "revenue": "10.80", "hardware_cost": "16.00", "power_cost": "1.80", "energy_kwh": "18.000",
+            "input_tokens": 5_500_000, "cached_input_tokens": 500_000, "cache_write_tokens": 0,
+            "cache_write_long_tokens": 0, "audio_input_tokens": 0, "output_tokens": 862_500, "audio_output_tokens": 0,
+            "reasoning_tokens": 0, "revenue": "10.80", "hardware_cost": "16.00", "power_cost": "1.80",
+            "energy_kwh": "18.000",
             "gross_margin": "-7.00", "margin_percent": "-64.81", "cost_per_million_tokens": "2.593807",
             "kwh_per_million_tokens": "2.622951", "idle_cost": "9.00", "total_cost": "26.80",
             "idle_energy_kwh": "10.000",
@@ -183,6 +186,130 @@ class TestUnitEconomicsApi:
             "/api/v1/unit-economics", {"start": "2026-03-02T10:00:00Z", "end": "2026-03-02T13:00:00Z"})
 
         assert response.status_code == 403
+
+
+# --- every token class ------------------------------------------------------------------
+
+T1 = datetime(2026, 5, 4, 10, tzinfo=UTC)
+# A price book of this test's own (USD per 1M, standard tier), pricing every class.
+CLASS_PRICES = {
+    "frontier": {"input": "2.00", "cached_input": "0.20", "cache_write": "2.50", "cache_write_long": "4.00",
+                 "audio_input": "16.00", "output": "10.00", "audio_output": "40.00"},
+    "mini": {"input": "0.50", "cached_input": "0.05", "cache_write": "0.625", "cache_write_long": "1.00",
+             "audio_input": "4.00", "output": "2.00", "audio_output": "8.00"},
+    "nano": {"input": "0.10", "cached_input": "0.01", "cache_write": "0.125", "cache_write_long": "0.20",
+             "audio_input": "0.80", "output": "0.40", "audio_output": "1.60"},
+}
+
+
+def class_prices_publish(*, classes=None, effective_from=utc(2026, 5, 1)):
+    prices = [{"model_tier": tier, "service_tier": "standard", "token_class": token_class,
+               "unit_price": Decimal(price)}
+              for tier, by_class in CLASS_PRICES.items() for token_class, price in by_class.items()
+              if classes is None or token_class in classes]
+    return price_book_create(effective_from=effective_from, currency="USD", prices=prices, actor="test",
+                             as_of=effective_from)
+
+
+@pytest.fixture
+def classes_fleet(catalog):
+    class_prices_publish()
+    return classes_fleet_make()
+
+
+def classes_fleet_make():
+    """iad-h100-a (8.00 hardware + 1.00 power an hour, as in `scenario`) on a SKU weighing every
+    class apart (input 1, cached 0.1, write 1.5, long write 2.5, audio in 3, out 4, audio out 10),
+    and one hour of usage, 2026-05-04 10:00 UTC:
+      acme frontier  400,000 uncached + 200,000 cached + 300,000 written + 100,000 written for
+                     an hour; 50,000 output of which 20,000 reasoning       1,320,000 weighted
+      globex mini    300,000 uncached + 200,000 audio; 60,000 text + 60,000 audio out
+                                                                              1,740,000 weighted
+      acme nano      740,000 uncached; 50,000 output                            940,000 weighted
+    Shares of 9.00 by 4,000,000 weighted: acme frontier 2.64 + 0.33, globex 3.48 + 0.435, acme
+    nano 1.88 + 0.235. Allocated."""
+    cluster = cluster_make("iad-h100-a", datacenter_make("iad-1"), sku_make(
+        weight_cache_write=Decimal("1.5"), weight_cache_write_long=Decimal("2.5"), weight_audio_input=Decimal(3),
+        weight_audio_output=Decimal(10)))
+    rollup("acme", "gpt-5.4", T1, input_tokens=1_000_000, cached=200_000, cache_write=300_000,
+           cache_write_long=100_000, output=50_000, reasoning=20_000, cluster="iad-h100-a", region="us-east")
+    rollup("globex", "gpt-5.4-mini", T1, input_tokens=500_000, audio_input=200_000, output=120_000,
+           audio_output=60_000, cluster="iad-h100-a", region="us-east")
+    rollup("acme", "gpt-5.4-nano", T1, input_tokens=740_000, output=50_000, cluster="iad-h100-a", region="us-east")
+    costs_allocate(start=T1, end=T1 + HOUR, as_of=T1 + HOUR)
+    return cluster
+
+
+@pytest.mark.django_db
+class TestEveryTokenClass:
+    def test_rows_carry_each_class_and_revenue_prices_each(self, classes_fleet):
+        result = unit_economics(start=T1, end=T1 + HOUR, group_by=["customer", "model_tier"])
+
+        rows = {(row.keys["customer"], row.keys["model_tier"]): row.figures for row in result.rows}
+        frontier, mini, nano = rows[("acme", "frontier")], rows[("globex", "mini")], rows[("acme", "nano")]
+        assert (frontier.input_tokens, frontier.cached_input_tokens, frontier.cache_write_tokens,
+                frontier.cache_write_long_tokens, frontier.output_tokens, frontier.reasoning_tokens) == \
+            (400_000, 200_000, 300_000, 100_000, 50_000, 20_000)
+        assert (mini.input_tokens, mini.audio_input_tokens, mini.output_tokens, mini.audio_output_tokens) == \
+            (300_000, 200_000, 60_000, 60_000)
+        assert frontier.tokens == 1_050_000  # the classes; reasoning is part of the output, not counted again
+        assert mini.tokens == 620_000
+        # 400,000 × 2.00 = 0.80; 200,000 × 0.20 = 0.04; 300,000 × 2.50 = 0.75; 100,000 × 4.00 = 0.40;
+        # 50,000 × 10.00 = 0.50 (reasoning within it, priced once)
+        assert frontier.revenue == usd("2.49")
+        # 300,000 × 0.50 = 0.15; 200,000 audio × 4.00 = 0.80; 60,000 × 2.00 = 0.12; 60,000 audio × 8.00 = 0.48
+        assert mini.revenue == usd("1.55")
+        # 740,000 × 0.10 = 0.074 → 0.07; 50,000 × 0.40 = 0.02
+        assert nano.revenue == usd("0.09")
+        assert (frontier.hardware_cost, frontier.power_cost) == (usd("2.64"), usd("0.33"))
+        assert (mini.hardware_cost, mini.power_cost) == (usd("3.48"), usd("0.435"))
+        assert frontier.gross_margin_shown == usd("2.49") - usd("2.97") == usd("-0.48")
+        assert mini.gross_margin_shown == usd("1.55") - usd("3.48") - usd("0.44")  # 0.435 shown as 0.44
+        assert frontier.cost_per_million_tokens == (usd("2.97") * MILLION / 1_050_000).quantize(Decimal("0.000001"))
+        assert result.totals.tokens == 1_050_000 + 620_000 + 790_000
+        assert result.totals.reasoning_tokens == 20_000
+
+    def test_a_class_served_without_a_price_leaves_the_revenue_unknown(self, catalog):
+        class_prices_publish(classes={"input", "cached_input", "output"})  # a book from before the newer classes
+        classes_fleet_make()
+
+        result = unit_economics(start=T1, end=T1 + HOUR, group_by=["customer", "model_tier"])
+
+        revenue = {(row.keys["customer"], row.keys["model_tier"]): row.figures.revenue for row in result.rows}
+        assert revenue[("acme", "frontier")] is None  # cache writes served, no price for them: never counted as 0
+        assert revenue[("globex", "mini")] is None  # audio
+        assert revenue[("acme", "nano")] == usd("0.09")  # plain text usage needs no price of the newer classes
+
+    def test_the_api_shows_each_class(self, classes_fleet, api_client_for):
+        body = api_client_for("admin").get("/api/v1/unit-economics", {
+            "start": "2026-05-04T10:00:00Z", "end": "2026-05-04T11:00:00Z", "group_by": "customer,model"}).json()
+
+        mini = next(row for row in body["results"] if row["model"] == "gpt-5.4-mini")
+        assert {k: mini[k] for k in ("tokens", "input_tokens", "cached_input_tokens", "cache_write_tokens",
+                                     "cache_write_long_tokens", "audio_input_tokens", "output_tokens",
+                                     "audio_output_tokens", "reasoning_tokens", "revenue", "hardware_cost",
+                                     "power_cost", "gross_margin")} == {
+            "tokens": 620_000, "input_tokens": 300_000, "cached_input_tokens": 0, "cache_write_tokens": 0,
+            "cache_write_long_tokens": 0, "audio_input_tokens": 200_000, "output_tokens": 60_000,
+            "audio_output_tokens": 60_000, "reasoning_tokens": 0, "revenue": "1.55", "hardware_cost": "3.48",
+            "power_cost": "0.44", "gross_margin": "-2.37"}
+        totals = body["totals"]
+        assert (totals["cache_write_tokens"], totals["cache_write_long_tokens"], totals["reasoning_tokens"],
+                totals["tokens"]) == (300_000, 100_000, 20_000, 2_460_000)
+
+    def test_the_focus_export_carries_each_class(self, classes_fleet, api_client_for):
+        response = api_client_for("admin").get("/api/v1/exports/focus", {"start": "2026-05-04T00:00:00Z",
+                                                                         "end": "2026-05-05T00:00:00Z"})
+
+        [record] = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+        assert {column: int(record[column]) for column in FOCUS_TOKEN_COLUMNS} == {
+            "x_InputTokens": 400_000 + 300_000 + 740_000, "x_CachedInputTokens": 200_000,
+            "x_CacheWriteTokens": 300_000, "x_CacheWriteLongTokens": 100_000, "x_AudioInputTokens": 200_000,
+            "x_OutputTokens": 50_000 + 60_000 + 50_000, "x_AudioOutputTokens": 60_000, "x_ReasoningTokens": 20_000}
+        classes = [c for c in FOCUS_TOKEN_COLUMNS if c != "x_ReasoningTokens"]
+        assert int(record["ConsumedQuantity"]) == sum(int(record[c]) for c in classes) == 2_460_000
+        assert record["x_Revenue"] == "4.13"  # 2.49 + 1.55 + 0.09
+        assert (record["x_AllocatedCost"], record["x_IdleCost"]) == ("9.000000", "0.000000")  # the hour allocated
 
 
 # --- margin guardrails ------------------------------------------------------------------
