@@ -7,9 +7,12 @@
 
 What it reads, in LiteLLM's documented callback arguments (`kwargs` and `response_obj`
 of CustomLogger.log_success_event / async_log_success_event):
-- `kwargs["standard_logging_object"]` (StandardLoggingPayload): `id` (the event_id, so
-  LiteLLM logging one call twice is one event), `model_group` (the name the caller
-  asked for; `model` if absent), `custom_llm_provider`, `endTime`, `cache_hit`, and
+- `kwargs["standard_logging_object"]` (StandardLoggingPayload): `litellm_call_id` (the
+  event_id, so LiteLLM logging one call twice is one event; `id`, which LiteLLM fills
+  with the provider's response id when there is one, only when it is absent: providers'
+  ids are not unique enough for a ledger key, and a cache hit's is made up),
+  `model_group` (the name the caller asked for, set by the Router and so the proxy;
+  `model` when empty), `custom_llm_provider`, `endTime`, `cache_hit`, and
   `metadata`, where the customer id is looked up (`customer_id_keys`, first present
   wins: default the key's team, `user_api_key_team_id`; `end_user` is also looked up at
   the payload's top level and `requester_metadata`).
@@ -19,7 +22,10 @@ of CustomLogger.log_success_event / async_log_success_event):
   (`metadata.usage_object`, `hidden_params.usage_object` or `response_obj.usage`),
   which is OpenAI chat-shaped whatever the provider, and is sent as `openai.chat`
   (for Anthropic, rebuilt in Anthropic's shape first: LiteLLM folds cache writes into
-  prompt_tokens, which OpenAI's adapter would price as plain input).
+  prompt_tokens, which OpenAI's adapter would price as plain input). LiteLLM's own
+  `cost`, which it adds to a streamed call's usage, is left out: it is not a count.
+  This is the path of streamed calls (LiteLLM then passes its stream wrapper as
+  `original_response`) and of `mock_response`.
   The format follows the object's shape, the provider only breaking ties, so an
   OpenAI-shaped object is never read as Anthropic's (whose input_tokens exclude
   cache reads).
@@ -113,7 +119,7 @@ class TokenledgerCallback(_Base):
         metadata = payload.get("metadata") or {}
         if payload.get("cache_hit") and not self.record_cache_hits:
             return None  # LiteLLM's own cache answered: no model served it
-        call_id = payload.get("id") or kwargs.get("litellm_call_id")
+        call_id = payload.get("litellm_call_id") or kwargs.get("litellm_call_id") or payload.get("id")
         customer_id = self._customer_id(payload, metadata, kwargs)
         if not customer_id:
             self.unattributed += 1
@@ -123,8 +129,9 @@ class TokenledgerCallback(_Base):
         provider = payload.get("custom_llm_provider") or (kwargs.get("litellm_params") or {}).get("custom_llm_provider")
         model = payload.get("model_group") or payload.get("model") or kwargs.get("model")
         provider_usage, source, tier = self._provider_usage(kwargs, payload, metadata, response_obj, provider)
-        event_metadata = {"litellm_call_id": call_id, "provider": provider, "deployment_model": payload.get("model"),
-                          "usage_source": source}
+        response_id = payload.get("id") if payload.get("id") != call_id else None
+        event_metadata = {"litellm_call_id": call_id, "response_id": response_id, "provider": provider,
+                          "deployment_model": payload.get("model"), "usage_source": source}
         common = dict(
             customer_id=customer_id, model=self.model_names.get(model, model), event_id=call_id,
             timestamp=self._served_at(payload, end_time), service_tier=tier or self.service_tier,
@@ -162,12 +169,13 @@ class TokenledgerCallback(_Base):
                           response.get("usage"), getattr(response_obj, "usage", None)):
             usage = _as_dict(candidate)
             if usage and (fmt := usage_format(usage, provider)):
-                usage = _plain(usage)
+                usage = {k: v for k, v in _plain(usage).items() if k != "cost"}  # LiteLLM's price, not a count
+                tier = _tier(response.get("service_tier")) or _tier(usage.get("service_tier"))
                 if fmt == "openai.chat" and provider in ANTHROPIC_PROVIDERS:
                     # LiteLLM folds Anthropic's cache reads and writes into prompt_tokens; read
                     # as OpenAI's, the writes would be priced as plain input.
                     fmt, usage = "anthropic.messages", _anthropic_of_litellm(usage)
-                return {"format": fmt, "usage": usage}, "litellm", _tier(response.get("service_tier"))
+                return {"format": fmt, "usage": usage}, "litellm", tier
         return None, None, None
 
     @staticmethod
@@ -193,7 +201,8 @@ def _anthropic_of_litellm(usage: dict) -> dict:
     cache reads + cache writes), for a response whose raw object LiteLLM did not keep."""
     details = usage.get("prompt_tokens_details") or {}
     read = usage.get("cache_read_input_tokens") or details.get("cached_tokens") or 0
-    write = usage.get("cache_creation_input_tokens") or details.get("cache_creation_tokens") or 0
+    write = (usage.get("cache_creation_input_tokens") or details.get("cache_creation_tokens")
+             or details.get("cache_write_tokens") or 0)
     rebuilt = {"input_tokens": (usage.get("prompt_tokens") or 0) - read - write,
                "output_tokens": usage.get("completion_tokens") or 0,
                "cache_read_input_tokens": read, "cache_creation_input_tokens": write}

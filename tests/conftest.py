@@ -12,6 +12,11 @@ from datetime import UTC, datetime
 from threading import Event
 
 import pytest
+
+# litellm (the gateway callback's tests) would fetch its model price map from GitHub at
+# import; the copy it ships with is what the tests use, here and in their subprocesses.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 from django.contrib.auth.models import Group, User
 from django.test import Client
 from kafka import KafkaProducer

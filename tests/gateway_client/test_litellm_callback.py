@@ -1,17 +1,22 @@
 """The LiteLLM callback, fed what LiteLLM passes a CustomLogger: `kwargs` carrying the
 StandardLoggingPayload (`standard_logging_object`) and the raw provider response
 (`original_response`), and `response_obj`. The payloads are written by hand in the
-documented shape (litellm is not a dependency of the project)."""
+documented shape. When litellm is installed the callback subclasses its CustomLogger, and
+the import of litellm is told to read its bundled cost map rather than fetch it.
+test_litellm_real.py drives the same callback with the real package."""
 
 import asyncio
 import json
+import os
 from datetime import UTC, datetime
 
 import pytest
 
-from gateway_client import UsageClient
-from gateway_client.litellm_callback import TokenledgerCallback
-from tests.gateway_client.conftest import accept_all
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # read when litellm is imported, below
+
+from gateway_client import UsageClient  # noqa: E402
+from gateway_client.litellm_callback import TokenledgerCallback  # noqa: E402
+from tests.gateway_client.conftest import accept_all  # noqa: E402
 
 END_TIME = 1_796_170_051.25  # epoch seconds, as LiteLLM's endTime
 SERVED_AT = datetime.fromtimestamp(END_TIME, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
