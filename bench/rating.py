@@ -2,8 +2,10 @@
 
     python bench/rating.py [--customers 10000] [--seed 3]
 
-Builds, in the bench database, a month of sparse hourly rollups (3 models, 3 service
-tiers; a customer is active in a random share of hours, heavier customers more often),
+Builds, in the bench database, a month of sparse hourly rollups (3 models, 4 service
+tiers, every token class: some hours write to the prompt cache, short or long, some carry
+audio, frontier and mini reason; a customer is active in a random share of hours, heavier
+customers more often),
 the demo list prices with a mid-month price change, and contracts (discount, minimum,
 graduated tiers) for 10% of customers. Then it times `billing.selectors.period_rate`
 over all customers: one query for the usage summed per price segment, one for the
@@ -27,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._setup import DATABASE_URL_DEFAULT, database_create  # noqa: E402
 
 MODELS = [("gpt-5.4", "frontier"), ("gpt-5.4-mini", "mini"), ("gpt-5.4-nano", "nano")]
-TIERS = [("standard", 0.8), ("batch", 0.15), ("priority", 0.05)]
+TIERS = [("standard", 0.74), ("batch", 0.15), ("priority", 0.05), ("flex", 0.06)]
 
 
 def seed_rollups(*, customers: int, start: datetime, rng: random.Random) -> int:
@@ -35,7 +37,8 @@ def seed_rollups(*, customers: int, start: datetime, rng: random.Random) -> int:
     from django.db import connection
 
     columns = ("customer_id, model, service_tier, region, cluster, hour, events, input_tokens, "
-               "cached_input_tokens, output_tokens")
+               "cached_input_tokens, output_tokens, cache_write_tokens, cache_write_long_tokens, audio_input_tokens, "
+               "audio_output_tokens, reasoning_tokens")
     rows = 0
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE metering_hourly_rollup")
@@ -49,9 +52,16 @@ def seed_rollups(*, customers: int, start: datetime, rng: random.Random) -> int:
                     tier = rng.choices(TIERS, [w for _, w in TIERS])[0][0]
                     events = rng.randint(1, 400)
                     input_tokens = events * rng.randint(200, 4000)
+                    cached = input_tokens // rng.choice((1, 2, 4, 10)) // 2
+                    output_tokens = events * rng.randint(50, 800)
+                    # the other parts of the input stay within its uncached half: at most 1/4, 1/8, 1/10 of it
+                    write = input_tokens // rng.choice((4, 8, 10**9))
+                    write_long = input_tokens // rng.choice((8, 10**9))
+                    audio_in, audio_out = (input_tokens // 10, output_tokens // 2) if rng.random() < 0.05 else (0, 0)
+                    reasoning = output_tokens // rng.choice((2, 3, 10**9)) if model != "gpt-5.4-nano" else 0
                     copy.write_row((f"c{rank:05d}", model, tier, "us-east", "", start + timedelta(hours=hour),
-                                    events, input_tokens, input_tokens // rng.choice((1, 2, 4, 10)) // 2,
-                                    events * rng.randint(50, 800)))
+                                    events, input_tokens, cached, output_tokens, write, write_long, audio_in,
+                                    audio_out, reasoning))
                     rows += 1
     return rows
 
@@ -108,6 +118,7 @@ def main() -> None:
     django.setup()
     call_command("migrate", verbosity=0)
     from billing.selectors import period_rate
+    from metering.token_classes import FIELDS as TOKEN_FIELDS
 
     rng, start = random.Random(args.seed), datetime(2026, 10, 1, tzinfo=UTC)
     end = datetime(2026, 11, 1, tzinfo=UTC)
@@ -116,9 +127,9 @@ def main() -> None:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE metering_hourly_rollup")
         began = time.perf_counter()
-        cursor.execute("SELECT customer_id, model, service_tier, sum(input_tokens), sum(cached_input_tokens), "
-                       "sum(output_tokens) FROM metering_hourly_rollup WHERE hour >= %s AND hour < %s "
-                       "GROUP BY 1, 2, 3", [start, end])
+        sums = ", ".join(f"sum({name})" for name in TOKEN_FIELDS)
+        cursor.execute(f"SELECT customer_id, model, service_tier, {sums} FROM metering_hourly_rollup "
+                       "WHERE hour >= %s AND hour < %s GROUP BY 1, 2, 3", [start, end])
         baseline_groups = len(cursor.fetchall())
         baseline_s = time.perf_counter() - began
 

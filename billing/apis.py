@@ -66,10 +66,19 @@ class UsageRowSerializer(serializers.Serializer):
     hour = serializers.DateTimeField(required=False)
     day = serializers.DateTimeField(required=False, help_text="The day's 00:00 UTC.")
     events = serializers.IntegerField()
-    input_tokens = serializers.IntegerField()
-    cached_input_tokens = serializers.IntegerField()
-    output_tokens = serializers.IntegerField()
-    amount = MoneyField(allow_null=True, help_text="Null where some of the usage has no price.")
+    input_tokens = serializers.IntegerField(help_text="All prompt tokens, cached and cache-written ones included.")
+    cached_input_tokens = serializers.IntegerField(help_text="The part of input_tokens served from the cache.")
+    output_tokens = serializers.IntegerField(help_text="All generated tokens, reasoning and audio included.")
+    cache_write_tokens = serializers.IntegerField(
+        help_text="The part of input_tokens written to the prompt cache with the short (about 5 min) lifetime.")
+    cache_write_long_tokens = serializers.IntegerField(
+        help_text="The part of input_tokens written to the prompt cache with the long (about 1 h) lifetime.")
+    audio_input_tokens = serializers.IntegerField(help_text="The uncached audio part of input_tokens.")
+    audio_output_tokens = serializers.IntegerField(help_text="The audio part of output_tokens.")
+    reasoning_tokens = serializers.IntegerField(
+        help_text="The reasoning part of output_tokens: reported, priced as output.")
+    amount = MoneyField(allow_null=True, help_text="Every priced token class at the unit prices in force; null where "
+                                                   "some of the usage has no price.")
 
 
 class UsageApi(APIView):

@@ -359,9 +359,25 @@ def problem_json_response(*, status: int, title: str, detail: str, code: str, ex
 
 
 def _field_errors(detail) -> dict:
-    if isinstance(detail, dict):
-        return {field: [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])] for field, msgs in detail.items()}
-    return {"non_field_errors": [str(m) for m in (detail if isinstance(detail, list) else [detail])]}
+    """DRF's error detail as field → list of messages, one level deep: a nested serializer's
+    errors are named by path (`token_weights.audio_output`, `prices[1].unit_price`)."""
+    if not isinstance(detail, dict):
+        return {"non_field_errors": [str(m) for m in (detail if isinstance(detail, list) else [detail])]}
+    flat: dict[str, list[str]] = {}
+
+    def walk(path: str, value) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():  # a list's errors come keyed by index
+                walk(f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key), item)
+        elif isinstance(value, list) and any(isinstance(item, dict | list) for item in value):
+            for index, item in enumerate(value):
+                if item:  # a valid element of a list answers {}
+                    walk(f"{path}[{index}]", item)
+        else:
+            flat.setdefault(path, []).extend(str(m) for m in (value if isinstance(value, list) else [value]))
+
+    walk("", detail)
+    return flat
 
 
 def problem_exception_handler(exc, context):

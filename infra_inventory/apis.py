@@ -91,18 +91,6 @@ class HardwareSkuSerializer(serializers.Serializer):
                                            help_text="Weights of the token classes when sharing a cluster-hour's cost, "
                                                      "relative to an uncached prompt token; each optional.")
 
-    def to_internal_value(self, data):
-        # A bad weight is reported under `token_weights` as "class: message": the problem
-        # body's `errors` is field → list of messages, one level deep.
-        try:
-            return super().to_internal_value(data)
-        except serializers.ValidationError as exc:
-            weights = exc.detail.get("token_weights") if isinstance(exc.detail, dict) else None
-            if isinstance(weights, dict):
-                exc.detail["token_weights"] = [f"{token_class}: {message}" for token_class, messages in weights.items()
-                                               for message in messages]
-            raise
-
     def to_representation(self, sku: HardwareSku):
         data = {name: field.to_representation(getattr(sku, name))
                 for name, field in self.fields.items() if name != "token_weights"}

@@ -43,13 +43,31 @@ def previous_month(now: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
+# Every token class a provider bills, on top of the fleet's shapes (scripts.demo_costs):
+# frontier requests are agents that write their growing context to the prompt cache (most
+# for 5 minutes, some for an hour), reason before answering, and 2% are voice agents; mini
+# serves voice assistants (6% of its requests are speech in and out) and reasons a little;
+# nano is bulk extraction, text only.
+TOKEN_CLASS_SHAPES = {
+    "gpt-5.4": {"cache_write_shares": (0, 0.2, 0.4, 0.6), "cache_write_long_shares": (0, 0, 0, 0.25),
+                "audio_rate": 0.02, "audio_input_shares": (0.8, 1), "audio_output_shares": (0.9,),
+                "reasoning_shares": (0, 0.3, 0.5, 0.7)},
+    "gpt-5.4-mini": {"cache_write_shares": (0, 0, 0.2), "audio_rate": 0.06, "audio_input_shares": (0.7, 1),
+                     "audio_output_shares": (0.8, 1), "reasoning_shares": (0, 0, 0.2, 0.4)},
+}
+
+
 def demo_traffic(start: datetime, end: datetime):
-    """The demo month's requests, shaped and routed for the demo fleet (scripts.demo_costs)."""
+    """The demo month's requests, shaped and routed for the demo fleet (scripts.demo_costs),
+    with the token classes of TOKEN_CLASS_SHAPES and a flex share (scripts.traffic)."""
+    from dataclasses import replace
+
     from scripts.demo_costs import MODEL_WEIGHTS, SHAPES
     from scripts.traffic import Traffic
 
+    shapes = {model: replace(shape, **TOKEN_CLASS_SHAPES.get(model, {})) for model, shape in SHAPES.items()}
     return Traffic(customers=[c for c, _ in CUSTOMERS], models=[m for m, _ in MODELS], start=start, end=end,
-                   model_weights=MODEL_WEIGHTS, shapes=SHAPES)
+                   model_weights=MODEL_WEIGHTS, shapes=shapes)
 
 
 def broker_fresh() -> tuple[str, object]:
@@ -177,6 +195,9 @@ def summary_print(tally, elapsed_s: float) -> None:
 
     from metering.models import DeadLetter, HourlyRollup, UsageDuplicate, UsageEvent
     from metering.projections import rollup_differences
+    from metering.token_classes import CLASSES as TOKEN_CLASSES
+    from metering.token_classes import FIELDS as TOKEN_FIELDS
+    from metering.token_classes import priced
 
     accepted = UsageEvent.objects.count()
     duplicates = UsageDuplicate.objects.count()
@@ -197,21 +218,27 @@ def summary_print(tally, elapsed_s: float) -> None:
 
     tiers = dict(MODELS)
     by_model = HourlyRollup.objects.values("model", "service_tier").annotate(
-        events=Sum("events"), input=Sum("input_tokens"), cached=Sum("cached_input_tokens"), output=Sum("output_tokens"))
-    step("tokens by model and service tier (from the hourly rollups)")
-    print(f"{'model':14} {'tier':9} {'service':9} {'events':>9} {'input':>15} {'cached input':>15} {'output':>15}")
-    per_class = Counter()
+        events=Sum("events"), **{name: Sum(name) for name in TOKEN_FIELDS})
+    step("tokens by model and service tier, in the priced classes (from the hourly rollups)")
+    columns = (("input", 13), ("cached", 13), ("cache 5m", 11), ("cache 1h", 11), ("audio in", 11),
+               ("output", 12), ("audio out", 11))
+    print(f"{'model':13} {'tier':8} {'service':8} {'events':>8} "
+          + " ".join(f"{label:>{width}}" for label, width in columns) + f" {'reasoning':>11}")
+    per_class, reasoning = Counter(), Counter()
     for row in sorted(by_model, key=lambda r: (r["model"], r["service_tier"])):
-        uncached = row["input"] - row["cached"]
-        per_class.update({(row["model"], "input"): uncached, (row["model"], "cached_input"): row["cached"],
-                          (row["model"], "output"): row["output"]})
-        print(f"{row['model']:14} {tiers[row['model']]:9} {row['service_tier']:9} {row['events']:>9,} "
-              f"{uncached:>15,} {row['cached']:>15,} {row['output']:>15,}")
-    print("(input = input_tokens − cached_input_tokens: the priced token classes)")
-    print(f"token sums per model and class equal the producer's tally: {'ok' if per_class == tally.tokens else 'MISMATCH'}")
+        classes = priced(row)
+        per_class.update({(row["model"], c): n for c, n in classes.items() if n})
+        reasoning[row["model"]] += row["reasoning_tokens"]
+        print(f"{row['model']:13} {tiers[row['model']]:8} {row['service_tier']:8} {row['events']:>8,} "
+              + " ".join(f"{classes[c]:>{width},}" for c, (_, width) in zip(TOKEN_CLASSES, columns))
+              + f" {row['reasoning_tokens']:>11,}")
+    print("(input = input_tokens less its cached, cache-written and audio parts; output = output_tokens less audio; "
+          "reasoning is a part of output, priced as output)")
+    matches = per_class == tally.tokens and reasoning == tally.reasoning
+    print(f"token sums per model and class equal the producer's tally: {'ok' if matches else 'MISMATCH'}")
     differences = rollup_differences(start=None, end=None)
     print(f"verify_projections: {'hourly rollups agree with the ledger' if not differences else differences[:3]}")
-    if differences or per_class != tally.tokens or any(got != want for _, got, want in rows):
+    if differences or not matches or any(got != want for _, got, want in rows):
         sys.exit("the ledger does not match what was produced")
 
 

@@ -4,12 +4,23 @@ credit grant, and the resulting invoice previews (DESIGN.md §2–§3)."""
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-LIST_PRICES = {  # USD per 1M tokens, standard service tier (issue #3)
-    "frontier": {"input": "2.50", "cached_input": "0.25", "output": "15.00"},
-    "mini": {"input": "0.75", "cached_input": "0.075", "output": "4.50"},
-    "nano": {"input": "0.20", "cached_input": "0.02", "output": "1.25"},
+# USD per 1M tokens, standard service tier (issue #3; the newer classes from "Every token a
+# provider bills"). Cache writes cost more than plain input, as providers charge them: the
+# 5-minute lifetime 1.25 × input, the 1-hour one 2 × input. Audio costs more to serve than
+# text: audio input 8 × text input, audio output 4 × text output (realtime speech models'
+# ratios). Reasoning tokens are output and priced as output.
+LIST_PRICES = {
+    "frontier": {"input": "2.50", "cached_input": "0.25", "cache_write": "3.125", "cache_write_long": "5.00",
+                 "audio_input": "20.00", "output": "15.00", "audio_output": "60.00"},
+    "mini": {"input": "0.75", "cached_input": "0.075", "cache_write": "0.9375", "cache_write_long": "1.50",
+             "audio_input": "6.00", "output": "4.50", "audio_output": "18.00"},
+    "nano": {"input": "0.20", "cached_input": "0.02", "cache_write": "0.25", "cache_write_long": "0.40",
+             "audio_input": "1.60", "output": "1.25", "audio_output": "5.00"},
 }
-SERVICE_TIER_FACTORS = {"standard": Decimal(1), "batch": Decimal("0.5"), "priority": Decimal(2)}
+# Batch and flex (best-effort capacity, may be slow or refused) are half of standard, priority
+# double; provisioned usage is covered by its reservation's fee, so its tokens are priced 0.
+SERVICE_TIER_FACTORS = {"standard": Decimal(1), "batch": Decimal("0.5"), "priority": Decimal(2),
+                        "flex": Decimal("0.5"), "provisioned": Decimal(0)}
 MID_MONTH_CHANGE = ("frontier", "output", "12.00")  # a price cut from the 15th on
 
 
@@ -56,22 +67,25 @@ def invoices_print(*, customers: list[str], start: datetime, end: datetime, as_o
 
     change_at = pricing_set_up(start=start, end=end, as_of=as_of)
     print(f"price books: list prices; from {change_at:%Y-%m-%d %H:%M} UTC frontier output "
-          f"{LIST_PRICES['frontier']['output']} → {MID_MONTH_CHANGE[2]} per 1M (batch ½, priority ×2)")
+          f"{LIST_PRICES['frontier']['output']} → {MID_MONTH_CHANGE[2]} per 1M; batch and flex ½, priority ×2, "
+          "provisioned 0 (the reservation pays)")
+    print("  token classes: cache write 5 min 1.25 × input, 1 h 2 × input; audio input 8 × input, audio output "
+          "4 × output; reasoning priced as output")
     print("contracts: acme 10% discount, 2,500.00 monthly minimum, 500.00 prepaid credit; "
           "globex frontier standard input 2.50 up to 10M tokens, 2.00 beyond")
     previews = {c: upcoming_invoice(customer_id=c, as_of=end - timedelta(hours=1))[2] for c in customers}
     for customer_id in ("acme", "globex"):
         print(f"\n-- invoice preview {start:%Y-%m} for {customer_id} (GET /customers/{customer_id}/upcoming-invoice "
               "for that period)")
-        print(f"{'kind':10} {'model':13} {'service':9} {'class':13} {'days':11} {'tokens':>13} {'unit price':>11} "
+        print(f"{'kind':10} {'model':13} {'service':9} {'class':16} {'days':11} {'tokens':>13} {'unit price':>11} "
               f"{'amount':>11}")
         for line in previews[customer_id].lines:
             tokens = f"{line.tokens:,}" if line.tokens else ""
             days = f"{line.usage_start:%m-%d}–{line.usage_end - timedelta(microseconds=1):%m-%d}" \
                 if line.usage_start else ""
-            print(f"{line.kind:10} {line.model:13} {line.service_tier:9} {line.token_class:13} {days:11} {tokens:>13} "
-                  f"{unit_price_text(line.unit_price) or '':>11} {money(line.amount):>11}")
-        print(f"{'total':>85} {money(previews[customer_id].total):>11}")
+            print(f"{line.kind:10} {line.model:13} {line.service_tier:9} {line.token_class:16} {days:11} "
+                  f"{tokens:>13} {unit_price_text(line.unit_price) or '':>11} {money(line.amount):>11}")
+        print(f"{'total':>89} {money(previews[customer_id].total):>11}")
     print(f"\n-- every customer, {start:%Y-%m}")
     print(f"{'customer':10} {'usage':>11} {'discount':>10} {'minimum':>10} {'credits':>10} {'total':>11}")
     for customer_id, rated in previews.items():

@@ -14,7 +14,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-SERVICE_TIER_WEIGHTS = {"standard": 0.80, "batch": 0.15, "priority": 0.05}
+from metering.token_classes import priced
+
+# Flex (cheap, best-effort capacity) takes a share of what would otherwise be standard work.
+SERVICE_TIER_WEIGHTS = {"standard": 0.74, "batch": 0.15, "priority": 0.05, "flex": 0.06}
 REGIONS = {"us-east": ("iad-h100-a", "iad-b200-a", ""), "eu-west": ("ams-mi300x-a", "ams-trn2-a", "")}
 
 
@@ -22,7 +25,16 @@ REGIONS = {"us-east": ("iad-h100-a", "iad-b200-a", ""), "eu-west": ("ams-mi300x-
 class Shape:
     """How one model's requests look: lognormal input and output token counts, the cached
     share of the input drawn from `cached_shares`, and where they are served: region →
-    (weight, clusters the gateway tags; "" for untagged, placed by the deployment map)."""
+    (weight, clusters the gateway tags; "" for untagged, placed by the deployment map).
+
+    The newer token classes (DESIGN.md §1), all off by default so that traffic shaped
+    without them is what it was: of the input not read from the cache, a share drawn from
+    `cache_write_shares` is written to the cache for 5 minutes and then a share drawn from
+    `cache_write_long_shares` of what is left for 1 hour; `audio_rate` of the requests are
+    speech, whose remaining uncached input is audio for a share drawn from
+    `audio_input_shares` and whose output is audio for one from `audio_output_shares`; the
+    reasoning part of the output is drawn from `reasoning_shares`. A class whose shares are
+    all 0 draws nothing from the generator."""
 
     input_mu: float = 7.0
     input_sigma: float = 1.0
@@ -30,6 +42,12 @@ class Shape:
     output_sigma: float = 0.9
     cached_shares: tuple[float, ...] = (0, 0, 0.3, 0.6, 0.9)
     routes: dict[str, tuple[float, tuple[str, ...]]] | None = None  # None: any region, REGIONS' clusters
+    cache_write_shares: tuple[float, ...] = (0,)
+    cache_write_long_shares: tuple[float, ...] = (0,)
+    audio_rate: float = 0.0
+    audio_input_shares: tuple[float, ...] = (1,)
+    audio_output_shares: tuple[float, ...] = (1,)
+    reasoning_shares: tuple[float, ...] = (0,)
 
 
 DEFAULT_SHAPE = Shape()
@@ -44,14 +62,16 @@ class Tally:
     conflicts: int = 0
     invalid: int = 0
     undecodable: int = 0
-    tokens: Counter = field(default_factory=Counter)  # (model, class) → tokens
+    tokens: Counter = field(default_factory=Counter)  # (model, priced token class) → tokens
+    reasoning: Counter = field(default_factory=Counter)  # model → reasoning tokens (a part of output)
 
     def add(self, event: dict) -> None:
         self.accepted += 1
-        cached = event["cached_input_tokens"]
-        self.tokens[(event["model"], "input")] += event["input_tokens"] - cached
-        self.tokens[(event["model"], "cached_input")] += cached
-        self.tokens[(event["model"], "output")] += event["output_tokens"]
+        for token_class, count in priced(event).items():
+            if count:
+                self.tokens[(event["model"], token_class)] += count
+        if event.get("reasoning_tokens"):
+            self.reasoning[event["model"]] += event["reasoning_tokens"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,7 @@ class Traffic:
     conflict_rate: float = 0.002
     invalid_rate: float = 0.003
     model_weights: list[float] | None = None  # None: 45%, 35%, 20% of requests
+    service_tier_weights: dict[str, float] = field(default_factory=lambda: dict(SERVICE_TIER_WEIGHTS))
     shapes: dict[str, Shape] = field(default_factory=dict)  # per model; DEFAULT_SHAPE otherwise
     tally: Tally = field(default_factory=Tally)
 
@@ -98,6 +119,7 @@ class Traffic:
         shape = self.shapes.get(model, DEFAULT_SHAPE)
         input_tokens = int(self.rng.lognormvariate(shape.input_mu, shape.input_sigma)) + 1
         region, clusters = self._route(shape)
+        tiers = self.service_tier_weights
         event = {
             "event_id": f"req-{self.seed}-{self.serial:09d}",
             "customer_id": customer,
@@ -106,13 +128,33 @@ class Traffic:
             "input_tokens": input_tokens,
             "cached_input_tokens": int(input_tokens * self.rng.choice(shape.cached_shares)),
             "output_tokens": int(self.rng.lognormvariate(shape.output_mu, shape.output_sigma)),
-            "service_tier": self.rng.choices(list(SERVICE_TIER_WEIGHTS), list(SERVICE_TIER_WEIGHTS.values()))[0],
+            "service_tier": self.rng.choices(list(tiers), list(tiers.values()))[0],
             "region": region,
         }
         cluster = self.rng.choice(clusters)
         if cluster:
             event["cluster"] = cluster
+        event.update(self._parts(shape, event))
         return event
+
+    def _share(self, shares: tuple[float, ...]) -> float:
+        """A share drawn from `shares`; none drawn (the sequence unchanged) when all are 0."""
+        return self.rng.choice(shares) if any(shares) else 0.0
+
+    def _parts(self, shape: Shape, event: dict) -> dict[str, int]:
+        """The newer token fields of one request (DESIGN.md §1), only those that are not 0:
+        a gateway that knows nothing of them sends none, and an event means the same either way."""
+        left = event["input_tokens"] - event["cached_input_tokens"]
+        parts = {"cache_write_tokens": int(left * self._share(shape.cache_write_shares))}
+        left -= parts["cache_write_tokens"]
+        parts["cache_write_long_tokens"] = int(left * self._share(shape.cache_write_long_shares))
+        left -= parts["cache_write_long_tokens"]
+        if shape.audio_rate and self.rng.random() < shape.audio_rate:
+            parts["audio_input_tokens"] = int(left * self._share(shape.audio_input_shares))
+            parts["audio_output_tokens"] = int(event["output_tokens"] * self._share(shape.audio_output_shares))
+        text_output = event["output_tokens"] - parts.get("audio_output_tokens", 0)
+        parts["reasoning_tokens"] = int(text_output * self._share(shape.reasoning_shares))
+        return {name: count for name, count in parts.items() if count}
 
     def _route(self, shape: Shape) -> tuple[str, tuple[str, ...]]:
         if shape.routes is None:

@@ -28,6 +28,7 @@ from billing.services.contracts import contract_put
 from billing.services.credits import credit_grant
 from billing.services.price_books import price_book_changes, price_book_draft_from, price_book_publish
 from config.api import DomainError, is_on_the_hour
+from metering.models import ServiceTier
 
 
 def on_the_hour(value: datetime | None) -> datetime | None:
@@ -81,10 +82,23 @@ class PriceBookForm(forms.ModelForm):
         return on_the_hour(self.cleaned_data["effective_from"])
 
 
+def service_tier_choices() -> list[tuple[str, str]]:
+    """The catalog's service tiers, read each time a form is built: finance can add tiers."""
+    return [(name, name) for name in ServiceTier.objects.order_by("name").values_list("name", flat=True)]
+
+
+class PriceKeyForm(forms.ModelForm):
+    """A price, override or band row: its service tier one of the catalog's (the column is
+    free text since tiers became catalog rows; the API checks the same with ServiceTierField)."""
+
+    service_tier = forms.ChoiceField(choices=service_tier_choices)
+
+
 class PriceInline(admin.TabularInline):
     """Editable while the book is a draft; read-only once it is published."""
 
     model = Price
+    form = PriceKeyForm
     fields = ["model_tier", "service_tier", "token_class", "unit_price"]
     ordering = ["model_tier", "service_tier", "token_class"]
     extra = 0
@@ -222,6 +236,7 @@ class ContractForm(forms.ModelForm):
 
 class ContractPriceInline(admin.TabularInline):
     model = ContractPrice
+    form = PriceKeyForm
     fields = ["model_tier", "service_tier", "token_class", "unit_price"]
     ordering = ["model_tier", "service_tier", "token_class"]
     extra = 0
@@ -247,6 +262,7 @@ class VolumeBandFormSet(forms.BaseInlineFormSet):
 
 class ContractVolumeBandInline(admin.TabularInline):
     model = ContractVolumeBand
+    form = PriceKeyForm
     formset = VolumeBandFormSet
     fields = ["model_tier", "service_tier", "token_class", "tokens_up_to", "unit_price"]
     extra = 0

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from billing.rating.money import line_amount, round_cents
 from billing.rating.types import (
-    Band, ContractTerms, Line, PriceKey, PriceSchedule, Quantity, RatedInvoice,
+    TOKEN_CLASS_LABELS, TOKEN_CLASSES, Band, ContractTerms, Line, PriceKey, PriceSchedule, Quantity, RatedInvoice,
 )
 
 LineKey = tuple[str, str, str, Decimal, str]  # model, service tier, class, unit price, period
@@ -71,10 +71,21 @@ def _graduated_split(quantities: list[Quantity], bands: tuple[Band, ...]):
             raise ValueError("volume tiers must end with an open-ended band")
 
 
+def _line_order(item: tuple[LineKey, _Tokens]) -> tuple:
+    """Lines by model and service tier, then by token class in the ledger's order (input,
+    its cached, cache-written and audio parts; then output and its audio part), then the
+    lines of one class as they were served: by period and stretch of time (a price change
+    reads in date order, graduated bands in the order they fill: the first one ends first).
+    Bands filled within one stretch tie there; the higher price first, as volume bands
+    usually fall."""
+    (model, service_tier, token_class, price, period), used = item
+    return model, service_tier, TOKEN_CLASSES.index(token_class), period, used.start, used.end, -price
+
+
 def _usage_lines(tokens: dict[LineKey, _Tokens], *, kind: str) -> list[Line]:
     lines = []
-    for (model, service_tier, token_class, price, period), used in sorted(tokens.items(), key=lambda kv: kv[0]):
-        label = f"{model} {service_tier} {token_class.replace('_', ' ')} tokens"
+    for (model, service_tier, token_class, price, period), used in sorted(tokens.items(), key=_line_order):
+        label = f"{model} {service_tier} {TOKEN_CLASS_LABELS[token_class]}"
         lines.append(Line(
             kind=kind, description=label + (f" (usage of {period})" if period else ""),
             amount=line_amount(tokens=used.count, unit_price_per_million=price), model=model,

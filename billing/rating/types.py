@@ -5,7 +5,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-TOKEN_CLASSES = ("input", "cached_input", "output")
+from metering.token_classes import CLASSES as TOKEN_CLASSES  # pure, like this package
+
+# How a usage line names its token class: "gpt-5.4 standard 1-hour cache write tokens".
+TOKEN_CLASS_LABELS = {
+    "input": "input tokens",
+    "cached_input": "cached input tokens",
+    "cache_write": "5-minute cache write tokens",
+    "cache_write_long": "1-hour cache write tokens",
+    "audio_input": "audio input tokens",
+    "output": "output tokens",
+    "audio_output": "audio output tokens",
+}
+assert tuple(TOKEN_CLASS_LABELS) == TOKEN_CLASSES, "a label for every priced class, in the ledger's order"
 HOUR = timedelta(hours=1)
 PriceKey = tuple[str, str, str]  # (model tier, service tier, token class)
 

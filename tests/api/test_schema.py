@@ -88,3 +88,15 @@ def test_every_json_answer_of_the_api_is_typed(schema):
                if content_type == "application/json" and not typed(body["schema"])]
 
     assert untyped == []
+
+
+def test_usage_rows_carry_every_token_field(schema):
+    page = resolved(schema, schema["paths"]["/api/v1/usage"]["get"]["responses"]["200"]["content"]
+                    ["application/json"]["schema"])
+    row = resolved(schema, page["properties"]["results"]["items"])
+
+    fields = ("events", "input_tokens", "cached_input_tokens", "output_tokens", "cache_write_tokens",
+              "cache_write_long_tokens", "audio_input_tokens", "audio_output_tokens", "reasoning_tokens")
+    assert all(row["properties"][name]["type"] == "integer" for name in fields)
+    assert set(fields) <= set(row["required"])
+    assert "every priced token class" in row["properties"]["amount"]["description"].lower()

@@ -173,6 +173,21 @@ class TestPriceBookVersions:
         assert [("/".join(p.key), p.unit_price) for p in book.prices.all()] == [
             ("frontier/standard/input", Decimal("2.750000"))]
 
+    @pytest.mark.parametrize(("service_tier", "token_class", "saved"), [
+        ("flex", "cache_write_long", True), ("provisioned", "audio_output", True), ("premium", "input", False)])
+    def test_a_price_names_a_service_tier_of_the_catalog_and_any_token_class(self, manager, service_tier,
+                                                                             token_class, saved):
+        data = {"effective_from_0": "2027-01-01", "effective_from_1": "00:00:00", "currency": "USD",
+                "note": "tiers", "prices-TOTAL_FORMS": 1, "prices-INITIAL_FORMS": 0, "prices-MIN_NUM_FORMS": 0,
+                "prices-MAX_NUM_FORMS": 1000, "prices-0-model_tier": "frontier",
+                "prices-0-service_tier": service_tier, "prices-0-token_class": token_class,
+                "prices-0-unit_price": "5.000000"}
+
+        response = manager.post(url("pricebook_add"), data)
+
+        assert (response.status_code == 302) is saved
+        assert PriceBook.objects.filter(note="tiers").exists() is saved
+
     def test_a_copy_starts_a_day_after_its_source_but_not_in_the_past(self, manager, published):
         action(manager, "copy_into_draft", published)
 

@@ -50,7 +50,7 @@ class TestDraftsAndFinalization:
         def line(tokens: int, price: str) -> Decimal:  # DESIGN.md §3, computed here independently
             return cents(Decimal(tokens) * Decimal(price) / 1_000_000)
 
-        usage = [line(1_500_000, "0.25"), line(2_500_000, "2.50"), line(900_000, "15.00"),
+        usage = [line(2_500_000, "2.50"), line(1_500_000, "0.25"), line(900_000, "15.00"),  # ledger class order
                  line(2_000_000, "1.50"), line(300_000, "9.00")]
         late = line(2_000_000, "2.50")
         discount = -cents((sum(usage) + late) * Decimal("12.50") / 100)

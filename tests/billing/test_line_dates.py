@@ -45,9 +45,9 @@ def test_split_lines_carry_the_dates_of_their_price(split_invoice, api_client_fo
 
     output = [(l["unit_price"], l["tokens"], l["usage_start"], l["usage_end"]) for l in lines
               if l["kind"] == "usage" and l["token_class"] == "output"]
-    assert output == [
-        ("6.00", 2_000_000, "2026-10-15T00:00:00+00:00", "2026-11-01T00:00:00+00:00"),
+    assert output == [  # in date order
         ("7.50", 1_000_000, "2026-10-01T00:00:00+00:00", "2026-10-15T00:00:00+00:00"),
+        ("6.00", 2_000_000, "2026-10-15T00:00:00+00:00", "2026-11-01T00:00:00+00:00"),
     ]
     late = [l for l in lines if l["kind"] == "late_usage"]
     assert [(l["period"], l["usage_start"], l["usage_end"]) for l in late] == [

@@ -74,11 +74,11 @@ class TestPriceBooks:
         assert Price.objects.filter(price_book_id=book["id"]).count() == 27
 
     @pytest.mark.parametrize(("change", "field"), [
-        ({"unit_price": "-1.00"}, "prices"),
-        ({"unit_price": "1.1234567"}, "prices"),
-        ({"model_tier": "ultra"}, "prices"),
-        ({"token_class": "reasoning"}, "prices"),
-        ({"service_tier": "flex"}, "prices"),
+        ({"unit_price": "-1.00"}, "prices[0].unit_price"),  # a nested field is named by its path
+        ({"unit_price": "1.1234567"}, "prices[0].unit_price"),
+        ({"model_tier": "ultra"}, "prices[0].model_tier"),
+        ({"token_class": "reasoning"}, "prices[0].token_class"),
+        ({"service_tier": "premium"}, "prices[0].service_tier"),  # not a tier of the catalog
     ])
     def test_bad_prices_are_field_errors(self, catalog, admin, change, field):
         prices = list_prices()
@@ -88,7 +88,7 @@ class TestPriceBooks:
                               format="json")
 
         assert response.status_code == 422
-        assert field in response.json()["errors"]
+        assert list(response.json()["errors"]) == [field]
 
     def test_duplicate_keys_off_hour_starts_and_same_instant_versions_are_refused(self, book, admin):
         doubled = admin.post("/api/v1/price-books", {"effective_from": "2026-02-01T00:00:00Z",
@@ -115,6 +115,25 @@ class TestPriceBooks:
         assert response.status_code == 422
         assert response.json()["errors"]["prices"] == ["nano/priority/output"]
         assert PriceBook.objects.count() == 1
+
+    def test_newer_classes_and_service_tiers_left_unpriced_are_reported_like_input_and_output(self, book, admin):
+        HourlyRollup.objects.create(customer_id="acme", model="gpt-5.4", service_tier="flex", region="", cluster="",
+                                    hour=datetime(2026, 3, 2, 10, tzinfo=UTC), events=1, input_tokens=1_000,
+                                    cached_input_tokens=100, cache_write_tokens=200, cache_write_long_tokens=300,
+                                    output_tokens=50, audio_output_tokens=50, reasoning_tokens=20)
+        HourlyRollup.objects.create(customer_id="acme", model="gpt-5.4-mini", service_tier="standard", region="",
+                                    cluster="", hour=datetime(2026, 3, 2, 10, tzinfo=UTC), events=1,
+                                    input_tokens=1_000, cached_input_tokens=0, audio_input_tokens=1_000,
+                                    output_tokens=0)
+
+        response = admin.post("/api/v1/price-books", {"effective_from": "2026-03-01T00:00:00Z",
+                                                       "prices": list_prices()}, format="json")
+
+        # The flex output is all audio, so no text output price is wanted; reasoning is never priced apart.
+        assert response.status_code == 422
+        assert response.json()["errors"]["prices"] == [
+            "frontier/flex/audio_output", "frontier/flex/cache_write", "frontier/flex/cache_write_long",
+            "frontier/flex/cached_input", "frontier/flex/input", "mini/standard/audio_input"]
 
     def test_only_admin_keys_manage_prices(self, catalog, api_client_for):
         assert api_client_for("customer", "acme").get("/api/v1/price-books").status_code == 403
@@ -147,14 +166,14 @@ class TestContracts:
         ({"effective_from": "2026-01-01T00:00:00Z", "effective_to": "2025-01-01T00:00:00Z"}, 422, "effective_to"),
         ({"effective_from": "2026-01-01T00:00:00Z", "volume_tiers": [
             {"model_tier": "frontier", "service_tier": "standard", "token_class": "output",
-             "bands": [{"up_to": 100, "unit_price": "1"}]}]}, 422, "volume_tiers"),
+             "bands": [{"up_to": 100, "unit_price": "1"}]}]}, 422, "volume_tiers[0].bands"),
         ({"discount_percent": "5"}, 422, "effective_from"),
     ])
     def test_bad_contracts_are_field_errors(self, book, admin, body, status, field):
         response = admin.put("/api/v1/customers/acme/contract", body, format="json")
 
         assert response.status_code == status
-        assert field in response.json()["errors"]
+        assert list(response.json()["errors"]) == [field]
 
     def test_overlapping_versions_conflict_and_unknown_customers_are_404(self, book, admin):
         admin.put("/api/v1/customers/acme/contract", {"effective_from": "2026-05-01T00:00:00Z",
@@ -198,10 +217,10 @@ class TestCreditsAndUpcomingInvoice:
         # → 7.50; nano batch input 1,234,567 × 0.10 = 0.1234567 → 0.12. Usage 15.37; discount −1.54 (15.37 × 10% =
         # 1.537); after discount 13.83 < 50.00 → true-up 36.17; credits −5.00; total 45.00.
         amounts = [(line["kind"], line["amount"]) for line in invoice["lines"]]
-        assert amounts == [("usage", "0.25"), ("usage", "7.50"), ("usage", "7.50"), ("usage", "0.12"),
+        assert amounts == [("usage", "7.50"), ("usage", "0.25"), ("usage", "7.50"), ("usage", "0.12"),
                            ("discount", "-1.54"), ("minimum", "36.17"), ("credits", "-5.00")]
         assert (invoice["subtotal"], invoice["credits_applied"], invoice["total"]) == ("50.00", "5.00", "45.00")
-        assert invoice["lines"][1]["tokens"] == 3_000_001 and invoice["lines"][1]["unit_price"] == "2.50"
+        assert invoice["lines"][0]["tokens"] == 3_000_001 and invoice["lines"][0]["unit_price"] == "2.50"
 
     def test_tenant_isolation_on_upcoming_invoice_contract_and_credits(self, book, api_client_for):
         acme = api_client_for("customer", "acme")

@@ -24,8 +24,8 @@ PERIOD_START = datetime(2026, 3, 1, tzinfo=UTC)
 PERIOD_HOURS = 31 * 24
 MODELS = ("gpt-5.4", "gpt-5.4-mini", "gpt-5.4-nano")
 MODEL_TIERS = ("frontier", "mini", "nano")
-SERVICE_TIERS = ("standard", "batch", "priority")
-TOKEN_CLASSES = ("input", "cached_input", "output")
+SERVICE_TIERS = ("standard", "batch", "priority", "flex", "provisioned")  # the seeded catalog (DESIGN.md §1)
+TOKEN_CLASSES = ("input", "cached_input", "cache_write", "cache_write_long", "audio_input", "output", "audio_output")
 PRICE_KEYS = tuple(product(MODEL_TIERS, SERVICE_TIERS, TOKEN_CLASSES))
 ONE_MILLION = Decimal(1000000)
 CENTS = Decimal("0.01")
@@ -215,8 +215,12 @@ def split_and_shuffle(data, items):
 DEMO_STANDARD = {
     ("frontier", "input"): Decimal("2.50"), ("frontier", "cached_input"): Decimal("0.25"),
     ("frontier", "output"): Decimal("15.00"), ("nano", "input"): Decimal("0.20"),
+    # cache writes 1.25 × and 2 × input, audio 8 × input and 4 × output (scripts/demo_pricing.py)
+    ("frontier", "cache_write"): Decimal("3.125"), ("frontier", "cache_write_long"): Decimal("5.00"),
+    ("frontier", "audio_input"): Decimal("20.00"), ("frontier", "audio_output"): Decimal("60.00"),
 }
-DEMO_SERVICE_FACTOR = {"standard": Decimal(1), "batch": Decimal("0.5"), "priority": Decimal(2)}
+DEMO_SERVICE_FACTOR = {"standard": Decimal(1), "batch": Decimal("0.5"), "priority": Decimal(2),
+                       "flex": Decimal("0.5"), "provisioned": Decimal(0)}
 DEMO_BOOK = PriceBookVersion(
     effective_from=datetime(2026, 1, 1, tzinfo=UTC),
     prices={(tier, service, cls): price * DEMO_SERVICE_FACTOR[service]
@@ -637,3 +641,177 @@ class TestWorkedExample:
         assert [(l.kind, str(l.unit_price), str(l.amount), l.period) for l in invoice.lines] == [
             ("usage", "2.50", "2.50", ""), ("late_usage", "2.00", "2.00", "2026-02"), ("discount", "None", "-0.45", "")]
         assert "2026-02" in invoice.lines[1].description
+
+
+# --- every token class a provider bills (DESIGN.md §1) -----------------------------------------------------------
+#
+# The hourly rollups carry an event's totals and parts (input_tokens with its cached, cache-written
+# and audio parts; output_tokens with its audio and reasoning parts). Here the priced classes are
+# drawn first and the totals built from them, so the expected classes are known without any formula
+# of the code under test; billing.selectors.quantities_from_rows turns the rows back into quantities.
+
+ROW_CUSTOMERS = ("acme", "globex")
+
+
+@st.composite
+def hourly_rows(draw):
+    """(rows as the rollups give them, the priced classes each row holds by construction)."""
+    rows, truth = [], []
+    for _ in range(draw(st.integers(0, 12))):
+        classes = {cls: draw(st.integers(0, 4_000_000) | st.just(0)) for cls in TOKEN_CLASSES}
+        text_and_audio_output = classes["output"] + classes["audio_output"]
+        reasoning = draw(st.integers(0, text_and_audio_output))
+        input_total = sum(classes[c] for c in ("input", "cached_input", "cache_write", "cache_write_long",
+                                                "audio_input"))
+        key = (draw(st.sampled_from(ROW_CUSTOMERS)), draw(st.sampled_from(MODELS)),
+               draw(st.sampled_from(SERVICE_TIERS)), hour(draw(st.integers(0, PERIOD_HOURS - 1))))
+        # metering.token_classes.FIELDS order: input, cached, output, cache write, long, audio in, audio out, reasoning
+        rows.append((*key, input_total, classes["cached_input"], text_and_audio_output, classes["cache_write"],
+                     classes["cache_write_long"], classes["audio_input"], classes["audio_output"], reasoning))
+        truth.append((key, classes))
+    return rows, truth
+
+
+def quantities_of(truth, customer_id: str) -> list[Quantity]:
+    return [Quantity(model=model, service_tier=tier, token_class=cls, hour=at, tokens=count)
+            for (customer, model, tier, at), classes in truth if customer == customer_id
+            for cls, count in classes.items()]
+
+
+class TestEveryTokenClass:
+    @FAST
+    @given(tiers=tier_histories(), books=price_books(), drawn=hourly_rows(), terms=volume_tier_terms())
+    def test_rollup_rows_are_priced_in_the_seven_classes_as_an_independent_rating(self, tiers, books, drawn,
+                                                                                 terms):
+        from billing.selectors import quantities_from_rows
+
+        rows, truth = drawn
+        schedule = PriceSchedule(tiers=tiers, books=books)
+
+        by_customer = quantities_from_rows(rows)
+
+        for customer_id in ROW_CUSTOMERS:
+            usage = by_customer.get(customer_id, [])
+            expected_usage = quantities_of(truth, customer_id)
+            assert tokens_per_model_class(usage) == tokens_per_model_class(expected_usage)
+            if len({q.hour for q in expected_usage}) == len(expected_usage) // len(TOKEN_CLASSES):
+                # one row per hour: the band walk's order is fixed by the hour alone
+                invoice = invoice_rate(usage=usage, schedule=schedule, terms=terms)
+                assert usage_lines_by_key(invoice) == expected_lines(expected_usage, tiers=tiers, books=books,
+                                                                     terms=terms)
+                assert invoice.total == sum((line.amount for line in invoice.lines), Decimal(0))
+        assert all(q.tokens > 0 and q.token_class in TOKEN_CLASSES for qs in by_customer.values() for q in qs)
+
+    def test_reasoning_is_priced_as_the_output_it_is_part_of(self):
+        from billing.selectors import quantities_from_rows
+
+        # 1,000 output tokens, 700 of them reasoning and 200 audio: 800 text output, 200 audio output.
+        rows = [("acme", "gpt-5.4", "standard", hour(0), 0, 0, 1_000, 0, 0, 0, 200, 700)]
+
+        usage = quantities_from_rows(rows)["acme"]
+
+        assert {(q.token_class, q.tokens) for q in usage} == {("output", 800), ("audio_output", 200)}
+
+    @pytest.mark.parametrize(("token_class", "service_tier", "description"), [
+        ("input", "standard", "gpt-5.4 standard input tokens"),
+        ("cached_input", "standard", "gpt-5.4 standard cached input tokens"),
+        ("cache_write", "flex", "gpt-5.4 flex 5-minute cache write tokens"),
+        ("cache_write_long", "priority", "gpt-5.4 priority 1-hour cache write tokens"),
+        ("audio_input", "batch", "gpt-5.4 batch audio input tokens"),
+        ("output", "standard", "gpt-5.4 standard output tokens"),
+        ("audio_output", "provisioned", "gpt-5.4 provisioned audio output tokens"),
+    ])
+    def test_each_class_has_a_line_a_reader_understands(self, token_class, service_tier, description):
+        invoice = invoice_rate(usage=[q("gpt-5.4", service_tier, token_class, hour(0), 1_000)],
+                               schedule=DEMO_SCHEDULE, terms=ContractTerms())
+
+        assert [line.description for line in invoice.lines] == [description]
+
+    def test_lines_follow_the_ledger_order_of_classes_within_a_model_and_service_tier(self):
+        usage = [q("gpt-5.4", "standard", cls, hour(0), 1_000) for cls in reversed(TOKEN_CLASSES)]
+
+        invoice = invoice_rate(usage=usage, schedule=DEMO_SCHEDULE, terms=ContractTerms())
+
+        assert [line.token_class for line in invoice.lines] == list(TOKEN_CLASSES)
+
+    def test_bands_read_in_the_order_they_fill(self):
+        terms = ContractTerms(volume_tiers={FRONTIER_INPUT: BANDS})
+        one_stretch = [q("gpt-5.4", "standard", "input", hour(0), 5_000)]
+        stretches = [q("gpt-5.4", "standard", "input", hour(0), 800), q("gpt-5.4", "standard", "input", hour(7), 4_200)]
+
+        for usage in (one_stretch, stretches):
+            invoice = invoice_rate(usage=usage, schedule=DEMO_SCHEDULE, terms=terms)
+
+            assert [(str(l.unit_price), l.tokens) for l in invoice.lines] == [("10", 1_000), ("5", 2_000), ("1", 2_000)]
+
+    def test_bands_on_a_newer_class_walk_its_own_tokens_only(self):
+        long_writes = ("frontier", "flex", "cache_write_long")
+        terms = ContractTerms(volume_tiers={long_writes: (Band(1_000_000, Decimal("2.50")),
+                                                          Band(None, Decimal("2.00")))})
+        usage = [q("gpt-5.4", "flex", "cache_write_long", hour(1), 700_000),
+                 q("gpt-5.4", "flex", "input", hour(1), 5_000_000),  # another key: book price, not banded
+                 q("gpt-5.4", "flex", "cache_write_long", hour(9), 800_001),
+                 q("gpt-5.4", "standard", "cache_write_long", hour(9), 100_000)]  # another tier: book price
+
+        invoice = invoice_rate(usage=usage, schedule=DEMO_SCHEDULE, terms=terms)
+
+        assert {(l.service_tier, l.token_class, str(l.unit_price), l.tokens, str(l.amount)) for l in invoice.lines} == {
+            ("flex", "cache_write_long", "2.50", 1_000_000, "2.50"),
+            ("flex", "cache_write_long", "2.00", 500_001, "1.00"),  # 1.000002
+            ("flex", "input", "1.250", 5_000_000, "6.25"),
+            ("standard", "cache_write_long", "5.00", 100_000, "0.50"),
+        }
+
+    def test_a_newer_class_or_tier_the_book_leaves_unpriced_is_missing_not_free(self):
+        no_audio = PriceBookVersion(effective_from=datetime(2026, 1, 1, tzinfo=UTC),
+                                    prices={k: v for k, v in DEMO_BOOK.prices.items()
+                                            if k[2] != "audio_output" and k[1] != "flex"})
+        schedule = PriceSchedule(tiers=DEMO_TIERS, books=(no_audio,))
+
+        for usage in (q("gpt-5.4", "standard", "audio_output", hour(0), 1), q("gpt-5.4", "flex", "input", hour(0), 1)):
+            with pytest.raises(PriceMissing):
+                invoice_rate(usage=[usage], schedule=schedule, terms=ContractTerms())
+
+
+# A month of one frontier customer in every class and three service tiers, with a contract that
+# overrides audio output and bands 5-minute cache writes; every amount computed by hand below.
+EVERY_CLASS_USAGE = [
+    q("gpt-5.4", "standard", "input", datetime(2026, 3, 2, tzinfo=UTC), 1_000_001),
+    q("gpt-5.4", "standard", "cached_input", datetime(2026, 3, 2, tzinfo=UTC), 4_000_000),
+    q("gpt-5.4", "standard", "cache_write", datetime(2026, 3, 2, tzinfo=UTC), 1_500_000),
+    q("gpt-5.4", "standard", "cache_write", datetime(2026, 3, 20, tzinfo=UTC), 900_000),
+    q("gpt-5.4", "standard", "cache_write_long", datetime(2026, 3, 3, tzinfo=UTC), 333_333),
+    q("gpt-5.4", "standard", "audio_input", datetime(2026, 3, 4, tzinfo=UTC), 12_345),
+    q("gpt-5.4", "standard", "output", datetime(2026, 3, 4, tzinfo=UTC), 250_000),
+    q("gpt-5.4", "standard", "audio_output", datetime(2026, 3, 4, tzinfo=UTC), 40_000),
+    q("gpt-5.4", "flex", "input", datetime(2026, 3, 5, tzinfo=UTC), 2_000_000),
+    q("gpt-5.4", "flex", "output", datetime(2026, 3, 5, tzinfo=UTC), 100_001),
+    q("gpt-5.4", "provisioned", "output", datetime(2026, 3, 6, tzinfo=UTC), 9_000_000),
+]
+EVERY_CLASS_TERMS = ContractTerms(
+    unit_price_overrides={("frontier", "standard", "audio_output"): Decimal("48.00")},
+    volume_tiers={("frontier", "standard", "cache_write"): (Band(2_000_000, Decimal("3.125")),
+                                                            Band(None, Decimal("2.50")))},
+)
+
+
+class TestEveryClassWorkedExample:
+    def test_amounts_to_the_cent(self):
+        invoice = invoice_rate(usage=list(reversed(EVERY_CLASS_USAGE)), schedule=DEMO_SCHEDULE, terms=EVERY_CLASS_TERMS)
+
+        assert [(l.service_tier, l.token_class, l.tokens, str(l.unit_price), str(l.amount)) for l in invoice.lines] == [
+            ("flex", "input", 2_000_000, "1.250", "2.50"),  # half of 2.50
+            ("flex", "output", 100_001, "7.500", "0.75"),  # 0.7500075
+            ("provisioned", "output", 9_000_000, "0.00", "0.00"),  # the reservation pays
+            ("standard", "input", 1_000_001, "2.50", "2.50"),  # 2.5000025
+            ("standard", "cached_input", 4_000_000, "0.25", "1.00"),
+            ("standard", "cache_write", 2_000_000, "3.125", "6.25"),  # the first band, filled from March 2
+            ("standard", "cache_write", 400_000, "2.50", "1.00"),  # the rest of 2,400,000, served on March 20
+            ("standard", "cache_write_long", 333_333, "5.00", "1.67"),  # 1.666665
+            ("standard", "audio_input", 12_345, "20.00", "0.25"),  # 0.2469
+            ("standard", "output", 250_000, "15.00", "3.75"),
+            ("standard", "audio_output", 40_000, "48.00", "1.92"),  # the contract's price
+        ]
+        assert str(invoice.total) == "21.59"
+        # usage_amount prices at unit prices in force, bands aside: 2,400,000 × 3.125 = 7.50
+        assert str(usage_amount(usage=EVERY_CLASS_USAGE, schedule=DEMO_SCHEDULE, terms=EVERY_CLASS_TERMS)) == "21.84"

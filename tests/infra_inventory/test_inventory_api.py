@@ -96,8 +96,8 @@ class TestHardwareSkus:
 
         assert response.status_code == 422
         assert response.json()["status"] == 422 and response.json()["title"]
-        assert field_errors(response)["token_weights"] == [
-            f"{token_class}: Ensure this value is greater than or equal to 0."]
+        assert field_errors(response)[f"token_weights.{token_class}"] == [
+            "Ensure this value is greater than or equal to 0."]
         assert not HardwareSku.objects.exists()
 
     def test_only_newer_class_weights_above_zero_is_enough(self, admin):
@@ -121,11 +121,11 @@ class TestHardwareSkus:
         ({"amortization_months": 0}, "amortization_months"),
         ({"board_watts": 0}, "board_watts"),
         ({"name": "not a slug"}, "name"),
-        ({"token_weights": {"input": "-1"}}, "token_weights"),
+        ({"token_weights": {"input": "-1"}}, "token_weights.input"),
         ({"token_weights": {"input": "0", "cached_input": "0", "cache_write": "0", "cache_write_long": "0",
-                            "audio_input": "0", "output": "0", "audio_output": "0"}}, "token_weights"),
-        ({"token_weights": {"audio_output": "abc"}}, "token_weights"),
-        ({"token_weights": {"cache_write": "12345.00001"}}, "token_weights"),
+                            "audio_input": "0", "output": "0", "audio_output": "0"}}, "token_weights.non_field_errors"),
+        ({"token_weights": {"audio_output": "abc"}}, "token_weights.audio_output"),
+        ({"token_weights": {"cache_write": "12345.00001"}}, "token_weights.cache_write"),
     ])
     def test_bad_input_is_a_422_naming_the_field(self, admin, change, field):
         response = admin.post(url("hardware-skus"), SKU | change, format="json")

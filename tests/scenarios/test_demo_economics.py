@@ -13,6 +13,7 @@ from infra_inventory.selectors import unit_economics
 from infra_inventory.services import costs_allocate
 from metering.models import Customer, HourlyRollup
 from metering.services import catalog_model_create
+from metering.token_classes import FIELDS as TOKEN_FIELDS
 from scripts.demo import CUSTOMERS, MODELS, demo_traffic
 from scripts.demo_costs import CLUSTERS, cluster_utilization, fleet_seed
 from scripts.demo_pricing import MID_MONTH_CHANGE, price_list
@@ -22,19 +23,19 @@ DEMO_EVENTS = 200_000
 
 
 def rollups_of(traffic, events: int) -> list[HourlyRollup]:
-    """What the consumer would roll up from the demo's valid requests."""
-    sums = defaultdict(lambda: [0, 0, 0, 0])
+    """What the consumer would roll up from the demo's valid requests (every token field,
+    a newer one counting 0 where the request left it out)."""
+    sums = defaultdict(lambda: [0] * (1 + len(TOKEN_FIELDS)))
     for customer, event, served_at in traffic.elements(events):
         key = (customer, event["model"], event["service_tier"], event["region"], event.get("cluster", ""),
                served_at.replace(minute=0, second=0, microsecond=0))
         total = sums[key]
         total[0] += 1
-        total[1] += event["input_tokens"]
-        total[2] += event["cached_input_tokens"]
-        total[3] += event["output_tokens"]
+        for position, name in enumerate(TOKEN_FIELDS, start=1):
+            total[position] += event.get(name, 0)
     return [HourlyRollup(customer_id=c, model=m, service_tier=t, region=r, cluster=k, hour=h, events=n,
-                         input_tokens=i, cached_input_tokens=ci, output_tokens=o)
-            for (c, m, t, r, k, h), (n, i, ci, o) in sums.items()]
+                         **dict(zip(TOKEN_FIELDS, tokens)))
+            for (c, m, t, r, k, h), (n, *tokens) in sums.items()]
 
 
 @pytest.fixture
