@@ -10,6 +10,7 @@ committed, so what a crash can leave behind is, as before, a batch written but n
 committed to Kafka: replayed, a no-op."""
 
 import logging
+import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -127,6 +128,14 @@ class CatalogCache:
 # still sets the transaction size. (Neither SO_RCVBUF nor a shorter sys.setswitchinterval
 # helped: the recv() loop reads until the response ends, whatever the socket buffer.)
 FETCH_MAX_BYTES = 512 * 1024
+# With the writer thread, two threads of the consumer run Python (checking batch N+1,
+# building batch N's COPY rows) while kafka-python's IO thread reads a fetch response:
+# each of its ≤ 128 recv() calls then waits for the GIL up to the switch interval, 5 ms
+# by default, and a step took 0.11-0.20 s (7 warnings in a 200,000-event bench.ingest,
+# 0 before the writer thread; 128 KiB fetches still gave 11). With 0.5 ms a step is at
+# most ~64 ms of waiting: 0 warnings in the same run (docs/benchmarks.md). Set while the
+# consumer runs, restored after.
+SWITCH_INTERVAL_S = 0.0005
 # While the partitions are behind, `_poll` waits this long for the next fetch response
 # (it lands in a few ms in a backlog) rather than writing a batch of one small response.
 BEHIND_POLL_MS = 100
@@ -163,6 +172,7 @@ class LedgerConsumer:
         last_records_at = last_log_at = time.monotonic()
         logged = RunStats()
         in_flight: _InFlight | None = None
+        switch_interval, _ = sys.getswitchinterval(), sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:
             while not stop.is_set():
                 records = self._poll()
@@ -190,6 +200,7 @@ class LedgerConsumer:
             self._log_progress("total", since=RunStats(), seconds=time.monotonic() - self.stats.started_at)
             self.consumer.close(autocommit=False)
             self.producer.close(timeout=10)
+            sys.setswitchinterval(switch_interval)
         return self.stats
 
     def _poll(self) -> list:
