@@ -7,7 +7,6 @@ import subprocess
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from threading import Event
 
 import pytest
@@ -18,6 +17,7 @@ from metering.producer import producer_close
 from metering.services import api_key_create
 from scripts import local_kafka
 from tests.conftest import TEST_SESSION_TIMEOUT_MS
+from tests.gateway_client.http_stub import QuietHandler, serve
 from tests.gateway_client.kafka_proxy import ClientIdProxy
 
 GATEWAY_CLIENT_ID = "gateway-under-test"  # the proxy cuts this client's connections only
@@ -111,7 +111,7 @@ class StubApi:
         self.arrived = threading.Condition(self.lock)
         stub = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 with stub.lock:
@@ -121,19 +121,10 @@ class StubApi:
                         answer = answer(json.loads(body))
                     stub.arrived.notify_all()
                 raw = json.dumps(answer).encode() if answer is not None else b""
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
+                self.reply(status, raw, {"Content-Type": "application/json", **headers})
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        self.server, base = serve(Handler)
+        self.url = f"{base}/api/v1"
 
     def wait_for_requests(self, count: int, timeout_s: float = 10) -> bool:
         with self.arrived:

@@ -12,22 +12,21 @@ import socket
 import struct
 import threading
 
+from tests.metering.tcp_proxy import TcpProxy, shut
+
 HEADER_BYTES = 14  # size int32, api_key int16, api_version int16, correlation_id int32, client_id length int16
 
 
-class ClientIdProxy:
+class ClientIdProxy(TcpProxy):
+    """A TcpProxy whose `cut()` reaches only the clients named by `prefix`; `upstream` is
+    set once the broker behind it has started (it must advertise this proxy's port)."""
+
     def __init__(self, *, prefix: str):
         self.prefix = prefix
-        self.upstream: tuple[str, int] | None = None
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.refusing = False
         self.refused = 0
-        self._lock = threading.Lock()
-        self._targeted: set[socket.socket] = set()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(upstream=None)
 
-    def _accept(self) -> None:
+    def _accept(self) -> None:  # each connection's first request is read before it is routed
         while True:
             try:
                 client, _ = self.listener.accept()
@@ -46,41 +45,13 @@ class ClientIdProxy:
                     self.refused += 1
                     raise ConnectionRefusedError
                 server = socket.create_connection(self.upstream)
-                if targeted:
-                    self._targeted |= {client, server}
+                if targeted:  # only these are cut
+                    self._open |= {client, server}
             server.sendall(head + client_id)
         except OSError:
-            _shut(client)
+            shut(client)
             return
-        for source, sink in ((client, server), (server, client)):
-            threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with self._lock:
-                self._targeted -= {source, sink}
-            for end in (source, sink):
-                _shut(end)
-
-    def cut(self) -> None:
-        with self._lock:
-            self.refusing = True
-            for end in self._targeted:
-                _shut(end)
-            self._targeted.clear()
-
-    def resume(self) -> None:
-        with self._lock:
-            self.refusing = False
-
-    def close(self) -> None:
-        self.cut()
-        self.listener.close()
+        self._pump_both(client, server)
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:
@@ -91,11 +62,3 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
             raise ConnectionResetError("closed before the request header")
         data += chunk
     return data
-
-
-def _shut(end: socket.socket) -> None:
-    try:
-        end.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    end.close()

@@ -8,10 +8,8 @@ callback reads. Nothing leaves the machine: LiteLLM reads its bundled cost map
 import asyncio
 import json
 import os
-import threading
 import time
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -21,8 +19,7 @@ pytestmark = [  # litellm's own, at import and per call
 ]
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before the import: no cost map from GitHub
-litellm = pytest.importorskip("litellm")
-
+import litellm  # noqa: E402
 from litellm import ModelResponse, Usage  # noqa: E402
 from litellm.integrations.custom_logger import CustomLogger  # noqa: E402
 
@@ -31,6 +28,7 @@ from gateway_client.litellm_callback import TokenledgerCallback  # noqa: E402
 from metering.models import UsageEvent  # noqa: E402
 from metering.provider_usage import token_fields  # noqa: E402
 from tests.gateway_client.conftest import accept_all  # noqa: E402
+from tests.gateway_client.http_stub import QuietHandler, serve  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 def team() -> dict:
@@ -91,7 +89,7 @@ class FakeProviders:
         self.paths: list[str] = []
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
                 request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 fake.paths.append(self.path.split("?")[0])
@@ -108,18 +106,9 @@ class FakeProviders:
                     content_type = "text/event-stream"
                 else:
                     raw, content_type = json.dumps(body).encode(), "application/json"
-                self.send_response(200)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
+                self.reply(200, raw, {"Content-Type": content_type})
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        self.server, self.url = serve(Handler)
 
     def close(self):
         self.server.shutdown()

@@ -10,7 +10,7 @@ class TcpProxy:
     the server went away, as a Postgres restart looks, while other clients of the same
     server carry on."""
 
-    def __init__(self, upstream: tuple[str, int]):
+    def __init__(self, upstream: tuple[str, int] | None):
         self.upstream = upstream
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -25,17 +25,24 @@ class TcpProxy:
                 client, _ = self.listener.accept()
             except OSError:  # the listener was closed
                 return
-            try:
-                if self.refusing:
-                    raise ConnectionRefusedError
-                server = socket.create_connection(self.upstream)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._open |= {client, server}
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            self._serve(client)
+
+    def _serve(self, client: socket.socket) -> None:
+        """Connect `client` upstream (or refuse it while cut) and pump both ways."""
+        try:
+            if self.refusing:
+                raise ConnectionRefusedError
+            server = socket.create_connection(self.upstream)
+        except OSError:
+            client.close()
+            return
+        with self._lock:
+            self._open |= {client, server}
+        self._pump_both(client, server)
+
+    def _pump_both(self, client: socket.socket, server: socket.socket) -> None:
+        for source, sink in ((client, server), (server, client)):
+            threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
@@ -47,24 +54,25 @@ class TcpProxy:
             with self._lock:
                 self._open -= {source, sink}
             for end in (source, sink):
-                _shut(end)
+                shut(end)
 
     def cut(self) -> None:
         with self._lock:
             self.refusing = True
             for end in self._open:
-                _shut(end)
+                shut(end)
             self._open.clear()
 
     def resume(self) -> None:
-        self.refusing = False
+        with self._lock:
+            self.refusing = False
 
     def close(self) -> None:
         self.cut()
         self.listener.close()
 
 
-def _shut(end: socket.socket) -> None:
+def shut(end: socket.socket) -> None:
     try:
         end.shutdown(socket.SHUT_RDWR)
     except OSError:
