@@ -179,14 +179,16 @@ def test_a_prefork_worker_sums_its_childrens_task_and_webhook_counters_on_its_po
     with process(command, env=env, port=port):
         webhook_deliver_task.apply_async(kwargs={"delivery_id": delivery.pk}, queue=queue)
 
-        def counted():
-            text = http_get(f"http://127.0.0.1:{port}/metrics")[1]
-            return value(text, "tokenledger_webhook_attempts_total", outcome="delivered") == 1 and text
+        task = "billing.tasks.webhook_deliver_task"
 
-        text = wait_for(counted, timeout_s=60, what="the worker to deliver the webhook")
+        def counted():  # the task's own counter moves after it returns, a moment after the delivery's
+            text = http_get(f"http://127.0.0.1:{port}/metrics")[1]
+            return (value(text, "tokenledger_webhook_attempts_total", outcome="delivered") == 1
+                    and value(text, "tokenledger_celery_tasks_total", task=task, outcome="success") == 1 and text)
+
+        text = wait_for(counted, timeout_s=60, what="the worker to deliver the webhook and count the task")
     receiver.server.shutdown()
 
-    task = "billing.tasks.webhook_deliver_task"
     assert receiver.answered == [500, 200]
     assert value(text, "tokenledger_webhook_attempts_total", event="invoice.paid", outcome="failed") == 1
     assert value(text, "tokenledger_celery_tasks_total", task=task, outcome="retry") == 1
