@@ -49,22 +49,27 @@ except ImportError:  # pragma: no cover - depends on the environment
 logger = logging.getLogger(__name__)
 
 ANTHROPIC_PROVIDERS = frozenset({"anthropic", "anthropic_text"})
-GEMINI_PROVIDERS = frozenset({"gemini", "vertex_ai", "vertex_ai_beta"})
 OPENAI_PROVIDERS = frozenset({"openai", "azure", "text-completion-openai", "azure_text"})
 # The providers' names for a service tier → the catalog's (DESIGN.md §1).
 SERVICE_TIERS = {"default": "standard", "auto": "standard", "standard": "standard", "standard_only": "standard",
                  "flex": "flex", "priority": "priority", "batch": "batch"}
 
 
-def usage_format(usage: dict, provider: str | None) -> str | None:
-    """Which adapter reads `usage`, from its shape first, then the provider."""
+def anthropic_served(provider: str | None, model: str | None) -> bool:
+    """Claude, from Anthropic itself or through a cloud that resells it (Vertex AI, Bedrock):
+    LiteLLM names the cloud as the provider, the model says Claude."""
+    return provider in ANTHROPIC_PROVIDERS or "claude" in (model or "").lower()
+
+
+def usage_format(usage: dict, provider: str | None, model: str | None = None) -> str | None:
+    """Which adapter reads `usage`, from its shape first, then the provider and model."""
     if "promptTokenCount" in usage or "candidatesTokenCount" in usage:
         return "gemini"
     if "prompt_tokens" in usage:
         return "openai.chat"
     if "input_tokens" in usage:
         anthropic = ("cache_read_input_tokens" in usage or "cache_creation_input_tokens" in usage
-                     or provider in ANTHROPIC_PROVIDERS)
+                     or anthropic_served(provider, model))
         return "anthropic.messages" if anthropic and "input_tokens_details" not in usage else "openai.responses"
     return None
 
@@ -128,7 +133,7 @@ class TokenledgerCallback(_Base):
             return None
         provider = payload.get("custom_llm_provider") or (kwargs.get("litellm_params") or {}).get("custom_llm_provider")
         model = payload.get("model_group") or payload.get("model") or kwargs.get("model")
-        provider_usage, source, tier = self._provider_usage(kwargs, payload, metadata, response_obj, provider)
+        provider_usage, source, tier = self._provider_usage(kwargs, payload, metadata, response_obj, provider, model)
         response_id = payload.get("id") if payload.get("id") != call_id else None
         event_metadata = {"litellm_call_id": call_id, "response_id": response_id, "provider": provider,
                           "deployment_model": payload.get("model"), "usage_source": source}
@@ -154,24 +159,24 @@ class TokenledgerCallback(_Base):
                     return value
         return None
 
-    def _provider_usage(self, kwargs, payload, metadata, response_obj, provider) -> tuple:
+    def _provider_usage(self, kwargs, payload, metadata, response_obj, provider, model) -> tuple:
         """(provider_usage, where it came from: "provider" or "litellm", the service tier
         the response reported), or Nones."""
         raw = _as_dict(kwargs.get("original_response"))
         if raw:
-            usage = raw.get("usageMetadata") if provider in GEMINI_PROVIDERS else raw.get("usage")
+            usage = raw.get("usageMetadata") or raw.get("usage")  # Gemini's, or anyone else's: the shape decides
             usage = usage if isinstance(usage, dict) else None
-            if usage and (fmt := usage_format(usage, provider)):
+            if usage and (fmt := usage_format(usage, provider, model)):
                 tier = raw.get("service_tier") or usage.get("service_tier")
                 return {"format": fmt, "usage": usage}, "provider", _tier(tier)
         response = _as_dict(response_obj) or {}
         for candidate in (metadata.get("usage_object"), (payload.get("hidden_params") or {}).get("usage_object"),
                           response.get("usage"), getattr(response_obj, "usage", None)):
             usage = _as_dict(candidate)
-            if usage and (fmt := usage_format(usage, provider)):
+            if usage and (fmt := usage_format(usage, provider, model)):
                 usage = {k: v for k, v in _plain(usage).items() if k != "cost"}  # LiteLLM's price, not a count
                 tier = _tier(response.get("service_tier")) or _tier(usage.get("service_tier"))
-                if fmt == "openai.chat" and provider in ANTHROPIC_PROVIDERS:
+                if fmt == "openai.chat" and anthropic_served(provider, model):
                     # LiteLLM folds Anthropic's cache reads and writes into prompt_tokens; read
                     # as OpenAI's, the writes would be priced as plain input.
                     fmt, usage = "anthropic.messages", _anthropic_of_litellm(usage)

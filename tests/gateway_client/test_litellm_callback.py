@@ -16,6 +16,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # read when litel
 
 from gateway_client import UsageClient  # noqa: E402
 from gateway_client.litellm_callback import TokenledgerCallback  # noqa: E402
+from metering.provider_usage import token_fields  # noqa: E402
 from tests.gateway_client.conftest import accept_all  # noqa: E402
 
 END_TIME = 1_796_170_051.25  # epoch seconds, as LiteLLM's endTime
@@ -144,6 +145,34 @@ def test_without_the_raw_response_litellms_usage_is_read_by_its_shape(callback, 
     assert second["provider_usage"] == {"format": "anthropic.messages", "usage": {
         "input_tokens": 12, "output_tokens": 50, "cache_read_input_tokens": 1024, "cache_creation_input_tokens": 300,
         "cache_creation": {"ephemeral_5m_input_tokens": 200, "ephemeral_1h_input_tokens": 100}}}
+
+
+def test_claude_resold_by_a_cloud_is_read_as_anthropic_with_or_without_the_raw_response(callback, stub_api):
+    raw_usage = {"input_tokens": 12, "cache_read_input_tokens": 1024, "cache_creation_input_tokens": 300,
+                 "output_tokens": 50}
+    litellm_usage = {"prompt_tokens": 1336, "completion_tokens": 50, "total_tokens": 1386,
+                     "prompt_tokens_details": {"cached_tokens": 1024}, "cache_creation_input_tokens": 300,
+                     "cache_read_input_tokens": 1024}
+    with_raw = logging_payload(id="v-1", custom_llm_provider="vertex_ai", model_group="claude-sonnet-4-5",
+                               metadata={"usage_object": None})
+    without_raw = logging_payload(id="v-2", custom_llm_provider="vertex_ai", model_group="claude-sonnet-4-5",
+                                  metadata={"usage_object": None})
+    plain = logging_payload(id="v-3", custom_llm_provider="bedrock", model_group="anthropic.claude-haiku",
+                            metadata={"usage_object": None})
+
+    callback.log_success_event({"standard_logging_object": with_raw, "original_response": json.dumps(
+        {"type": "message", "usage": raw_usage})}, None, None, None)
+    callback.log_success_event({"standard_logging_object": without_raw}, ModelResponse({"usage": litellm_usage}),
+                               None, None)
+    callback.log_success_event({"standard_logging_object": plain, "original_response": json.dumps(
+        {"type": "message", "usage": {"input_tokens": 7, "output_tokens": 3}})}, None, None, None)
+
+    first, second, third = posted(callback, stub_api)
+    assert first["provider_usage"] == {"format": "anthropic.messages", "usage": raw_usage}
+    assert second["provider_usage"]["format"] == "anthropic.messages"
+    assert token_fields(second["provider_usage"])["cache_write_tokens"] == 300  # not priced as plain input
+    assert token_fields(second["provider_usage"])["input_tokens"] == 1336
+    assert third["provider_usage"] == {"format": "anthropic.messages", "usage": {"input_tokens": 7, "output_tokens": 3}}
 
 
 def test_the_customer_comes_from_the_configured_key_and_cache_hits_are_not_billed(stub_api):
