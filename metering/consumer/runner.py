@@ -1,24 +1,15 @@
 """The ledger consumer: owns Kafka. Poll a batch → check (pure) → write in one
 transaction → dead letters to the DLQ topic → commit offsets, in that order, so a
-crash at any point replays the batch and the ledger's keys make the replay a no-op.
-
-Pipelined: batch N is written by a writer thread on its own database connection while
-the main thread polls and checks batch N+1 (psycopg releases the GIL while Postgres
-works, so Python and SQL overlap on two cores). Writes stay one at a time and in order,
-and batch N's offsets are committed by the main thread only once its transaction has
-committed, so what a crash can leave behind is, as before, a batch written but not
-committed to Kafka: replayed, a no-op."""
+crash at any point replays the batch and the ledger's keys make the replay a no-op."""
 
 import logging
-import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from threading import Event
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 
@@ -54,16 +45,6 @@ class RunStats:
         self.conflicts += result.conflicts
         self.dead_letters += dead_letters
         self.batches += 1
-
-
-@dataclass
-class _InFlight:
-    """A batch handed to the writer thread: its records (for the offsets) and its write."""
-
-    records: list
-    checked: steps.Checked
-    started_s: float
-    write: Future
 
 
 @dataclass
@@ -128,14 +109,6 @@ class CatalogCache:
 # still sets the transaction size. (Neither SO_RCVBUF nor a shorter sys.setswitchinterval
 # helped: the recv() loop reads until the response ends, whatever the socket buffer.)
 FETCH_MAX_BYTES = 512 * 1024
-# With the writer thread, two threads of the consumer run Python (checking batch N+1,
-# building batch N's COPY rows) while kafka-python's IO thread reads a fetch response:
-# each of its ≤ 128 recv() calls then waits for the GIL up to the switch interval, 5 ms
-# by default, and a step took 0.11-0.20 s (7 warnings in a 200,000-event bench.ingest,
-# 0 before the writer thread; 128 KiB fetches still gave 11). With 0.5 ms a step is at
-# most ~64 ms of waiting: 0 warnings in the same run (docs/benchmarks.md). Set while the
-# consumer runs, restored after.
-SWITCH_INTERVAL_S = 0.0005
 # While the partitions are behind, `_poll` waits this long for the next fetch response
 # (it lands in a few ms in a backlog) rather than writing a batch of one small response.
 BEHIND_POLL_MS = 100
@@ -165,42 +138,29 @@ class LedgerConsumer:
         self.producer = KafkaProducer(bootstrap_servers=config.bootstrap_servers, **PRODUCER_CONFIG)
         self.lateness = timedelta(days=settings.USAGE_LATENESS_DAYS)
         self.stats = RunStats()
-        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
 
     def run(self, stop: Event) -> RunStats:
         ledger_partitions_ahead(as_of=utc_now())
         last_records_at = last_log_at = time.monotonic()
         logged = RunStats()
-        in_flight: _InFlight | None = None
-        switch_interval, _ = sys.getswitchinterval(), sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:
             while not stop.is_set():
                 records = self._poll()
                 consumer_polled(self.consumer)
                 now_s = time.monotonic()
                 if records:
-                    checked = self._check(records)  # while the previous batch is being written
-                    self._settle(in_flight)
-                    in_flight = _InFlight(records, checked, now_s, self.writer.submit(self._write, checked))
+                    self._process(records)
                     last_records_at = now_s
-                else:
-                    self._settle(in_flight)
-                    in_flight = None
-                    if self.config.idle_exit_s is not None and self.consumer.assignment() \
-                            and now_s - last_records_at >= self.config.idle_exit_s and self._caught_up():
-                        break  # caught up too: a rebalance can hold back records for longer than idle_exit_s
+                elif self.config.idle_exit_s is not None and self.consumer.assignment() \
+                        and now_s - last_records_at >= self.config.idle_exit_s and self._caught_up():
+                    break  # caught up too: a rebalance can hold back records for longer than idle_exit_s
                 if now_s - last_log_at >= self.config.stats_interval_s:
                     self._log_progress("progress", since=logged, seconds=now_s - last_log_at)
                     logged, last_log_at = replace(self.stats), now_s
-            self._settle(in_flight)  # stopped: the batch in hand is written and committed
         finally:
-            # After an error the write in flight may still commit; its offsets are not: replayed, a no-op.
-            self.writer.submit(connections.close_all).result()  # run there: the writer thread's own connection
-            self.writer.shutdown(wait=True)
             self._log_progress("total", since=RunStats(), seconds=time.monotonic() - self.stats.started_at)
             self.consumer.close(autocommit=False)
             self.producer.close(timeout=10)
-            sys.setswitchinterval(switch_interval)
         return self.stats
 
     def _poll(self) -> list:
@@ -237,18 +197,16 @@ class LedgerConsumer:
             return True
         return True
 
-    def _check(self, records: list) -> steps.Checked:
+    def _process(self, records: list) -> None:
+        started_s = time.monotonic()
         checked = steps.check(records, catalog=self.catalog.catalog, lateness=self.lateness, now=utc_now())
         if checked.names_unknown and self.catalog.reload_if_stale():
             checked = steps.check(records, catalog=self.catalog.catalog, lateness=self.lateness, now=utc_now())
-        return checked
-
-    def _settle(self, in_flight: _InFlight | None) -> None:
-        """Wait for a batch's write (its errors are raised here), then commit its offsets."""
-        if in_flight is None:
-            return
-        result, rejected = in_flight.write.result()
-        records, checked = in_flight.records, in_flight.checked
+        result, rejected = self._write(checked)
+        for rejection in rejected:
+            self.producer.send(self.config.dlq_topic, key=rejection.key, value=rejection.dlq_value())
+        if rejected:
+            self.producer.flush()
         try:
             self.consumer.commit(offsets=steps.next_offsets(records))
         except (CommitFailedError, RebalanceInProgressError):
@@ -258,27 +216,20 @@ class LedgerConsumer:
             logger.warning("offset commit refused after a rebalance; the batch will be replayed harmlessly")
         events = len(checked.accepted) + len(checked.rejected)
         self.stats.add(result, messages=len(records), events=events, dead_letters=len(rejected))
-        consumer_batch_recorded(result=result, rejected=rejected, events=events, started_s=in_flight.started_s)
+        consumer_batch_recorded(result=result, rejected=rejected, events=events, started_s=started_s)
 
     def _write(self, checked: steps.Checked) -> tuple[AppendResult, list[steps.Rejected]]:
-        """On the writer thread: the batch in one transaction, then its dead letters to the
-        DLQ topic, acknowledged before the offsets may be committed."""
         try:
             with transaction.atomic():
                 result = ledger_append(accepted=checked.accepted)
                 dead_letters_record(rejected=checked.rejected)
-            rejected = checked.rejected
+            return result, checked.rejected
         except (OperationalError, InterfaceError):
             raise  # the database is away: crash, restart, replay
         except DatabaseError as exc:
             logger.warning("batch write refused (%s); bisecting %d events to isolate the elements at fault",
                            " ".join(str(exc).split())[:300], len(checked.accepted))
-            result, rejected = self._write_bisecting(checked)
-        for rejection in rejected:
-            self.producer.send(self.config.dlq_topic, key=rejection.key, value=rejection.dlq_value())
-        if rejected:
-            self.producer.flush()
-        return result, rejected
+            return self._write_bisecting(checked)
 
     def _write_bisecting(self, checked: steps.Checked) -> tuple[AppendResult, list[steps.Rejected]]:
         """A poison element must not stall the partition, nor take the batch out of the group.
