@@ -18,18 +18,15 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from gateway_client.buffer import Batch
+from metering.consumer.steps import BATCH_EVENTS_MAX  # DESIGN.md §1: a message holds at most 1,000 events
+from metering.topics import PRODUCER_CONFIG  # the ledger's own producers' settings (acks=all, ...)
 
 logger = logging.getLogger(__name__)
 
-# The settings the ledger's own producers use: metering/topics.py PRODUCER_CONFIG
-# (acks=all, retries=5, linger_ms=5, max_request_size 6 MiB). Copied, not imported:
-# a gateway does not run Django. Keep the two in step.
-PRODUCER_CONFIG = {"acks": "all", "linger_ms": 5, "retries": 5, "max_request_size": 6 * 1024 * 1024}
 # Idempotent production (a producer id and per-partition sequence numbers, so the
 # producer's own retries are not written twice). kafka-python 3 turns it on by default;
 # said here so it stays on. Tansu grants the producer id (tests/gateway_client).
 IDEMPOTENCE_CONFIG = {"enable_idempotence": True, "max_in_flight_requests_per_connection": 5}
-BATCH_EVENTS_MAX = 1_000  # DESIGN.md §1 and API.md: one message or request holds at most 1,000 events
 BATCH_BYTES_MAX = 5 * 1024 * 1024  # API.md: at most 5 MiB
 REST_WRAPPER_BYTES = len(b'{"events":}')
 

@@ -20,7 +20,7 @@ from infra_inventory.models import (
     TOKEN_COLUMNS, AllocatedHour, Cluster, ClusterHourCost, CostAllocation, Deployment, PowerContract, PowerReading,
     UnplacedUsage,
 )
-from metering.token_classes import INPUT_PARTS
+from metering.token_classes import priced_sql
 
 HOUR = timedelta(hours=1)
 
@@ -69,16 +69,10 @@ class Fleet:
         )
 
 
-# The rollups' sums as the priced classes of metering.token_classes.priced (and reasoning),
-# in UsageTokens.counts order. Postgres computes them: a month is a million rows, and
-# priced() per row in Python would add seconds to the run (tests check the two agree).
-PRICED_SQL = {
-    "input": " - ".join(("input_tokens", *INPUT_PARTS)),
-    "cached_input": "cached_input_tokens", "cache_write": "cache_write_tokens",
-    "cache_write_long": "cache_write_long_tokens", "audio_input": "audio_input_tokens",
-    "output": "output_tokens - audio_output_tokens", "audio_output": "audio_output_tokens",
-    "reasoning": "reasoning_tokens",
-}
+# The rollups' sums as the priced classes (metering.token_classes.priced_sql) and
+# reasoning, in UsageTokens.counts order. Postgres computes them: a month is a million
+# rows, and priced() per row in Python would add seconds to the run.
+PRICED_SQL = {**priced_sql(), "reasoning": "reasoning_tokens"}
 USAGE_SQL = f"""
     SELECT cluster, region, hour, customer_id, model, service_tier, sum(events)::bigint,
            {", ".join(f"sum({expression})::bigint" for expression in PRICED_SQL.values())}

@@ -439,22 +439,20 @@ class _WireProviderEvent(msgspec.Struct, forbid_unknown_fields=True):
     metadata: dict | None = None
 
 
-def _finite(literal: str) -> float:
-    """msgspec's hook for a float inside an object it does not type (provider_usage): a
-    literal too large to be finite (1e400) fails the decode, so the slow path refuses it."""
-    value = float(literal)
-    if not math.isfinite(value):
-        raise ValueError("not finite")
-    return value
+def _no_float(literal: str):
+    """msgspec's hook for a number with a fraction or exponent inside provider_usage: usage
+    objects count tokens in integers, so such an element is left to `event_validate`,
+    which judges it (a literal like 1e400, not finite, is refused there)."""
+    raise ValueError(f"{literal}: not an integer")
 
 
 _WIRE_EVENT = msgspec.json.Decoder(_WireEvent)
-_WIRE_PROVIDER_EVENT = msgspec.json.Decoder(_WireProviderEvent, float_hook=_finite)
+_WIRE_PROVIDER_EVENT = msgspec.json.Decoder(_WireProviderEvent, float_hook=_no_float)
 
 
 def _plainly_storable(stored: dict, bytes_max: int) -> bool:
     """A sufficient test that `_stored_checked` finds nothing wrong, at msgspec's speed, for
-    an object decoded with `_finite`: serialized as ASCII with no escape (so no NUL, no
+    an object decoded with `_no_float` (so holding no float): serialized as ASCII with no escape (so no NUL, no
     surrogate), no more brackets than levels allowed, within the size (the serialization
     `_stored_checked` measures is the same bytes for such an object)."""
     encoded = msgspec.json.encode(stored)

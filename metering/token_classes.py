@@ -16,20 +16,30 @@ FIELDS = (
 NEWER_FIELDS = FIELDS[3:]
 INPUT_PARTS = ("cached_input_tokens", "cache_write_tokens", "cache_write_long_tokens", "audio_input_tokens")
 
-CLASSES = ("input", "cached_input", "cache_write", "cache_write_long", "audio_input", "output", "audio_output")
+# Each priced class as a reported field minus the parts of it priced apart: the one
+# definition, read by `priced` in Python and by `priced_sql` in Postgres.
+DERIVATION = {
+    "input": ("input_tokens", INPUT_PARTS),
+    "cached_input": ("cached_input_tokens", ()),
+    "cache_write": ("cache_write_tokens", ()),
+    "cache_write_long": ("cache_write_long_tokens", ()),
+    "audio_input": ("audio_input_tokens", ()),
+    "output": ("output_tokens", ("audio_output_tokens",)),
+    "audio_output": ("audio_output_tokens", ()),
+}
+CLASSES = tuple(DERIVATION)
 
 
 def priced(tokens: dict[str, int]) -> dict[str, int]:
     """Token class → tokens for one event or one sum of events (any mapping of FIELDS;
-    a missing newer field counts 0)."""
-    cached = tokens["cached_input_tokens"]
-    write, write_long = tokens.get("cache_write_tokens", 0), tokens.get("cache_write_long_tokens", 0)
-    audio_in, audio_out = tokens.get("audio_input_tokens", 0), tokens.get("audio_output_tokens", 0)
-    return {
-        "input": tokens["input_tokens"] - cached - write - write_long - audio_in,
-        "cached_input": cached, "cache_write": write, "cache_write_long": write_long, "audio_input": audio_in,
-        "output": tokens["output_tokens"] - audio_out, "audio_output": audio_out,
-    }
+    a missing field counts 0)."""
+    return {token_class: tokens.get(total, 0) - sum(tokens.get(part, 0) for part in parts)
+            for token_class, (total, parts) in DERIVATION.items()}
+
+
+def priced_sql() -> dict[str, str]:
+    """Token class → the SQL expression of it over columns named as FIELDS (a rollup row)."""
+    return {token_class: " - ".join((total, *parts)) for token_class, (total, parts) in DERIVATION.items()}
 
 
 def priced_of_row(row) -> dict[str, int]:

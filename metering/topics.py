@@ -1,13 +1,18 @@
-"""Kafka topic names and how the project's producers are configured."""
+"""Kafka topic names and how the project's producers are configured.
 
-from django.conf import settings
+Imports no Django at module level: the gateway client (which runs without Django)
+produces with the same PRODUCER_CONFIG."""
 
 
 def usage_topic() -> str:
+    from django.conf import settings
+
     return settings.KAFKA_USAGE_TOPIC
 
 
 def usage_dlq_topic() -> str:
+    from django.conf import settings
+
     return settings.KAFKA_USAGE_DLQ_TOPIC
 
 
