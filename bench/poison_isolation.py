@@ -58,6 +58,7 @@ def former_isolation(self, checked):
     """The isolation this replaced: every element of the failed batch in a transaction of its own."""
     from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 
+    from metering.adjustments import AdjustmentResult
     from metering.consumer import steps
     from metering.services import AppendResult, dead_letters_record, ledger_append
 
@@ -75,7 +76,7 @@ def former_isolation(self, checked):
                 item.received_at, item.event.customer_id.encode(), payload=item.event.payload(),
             ))
     dead_letters_record(rejected=rejected)
-    return total, rejected
+    return total, AdjustmentResult(), rejected
 
 
 def timed_write(checked, *, isolation) -> dict:
@@ -86,7 +87,7 @@ def timed_write(checked, *, isolation) -> dict:
     writer.stats = RunStats()
     writer._write_bisecting = isolation.__get__(writer)
     started = time.perf_counter()
-    result, rejected = writer._write(checked)
+    result, _, rejected = writer._write(checked)
     seconds = time.perf_counter() - started
     return {"seconds": round(seconds, 2), "transactions": 1 + writer.stats.isolation_writes,
             "appended": result.appended, "write_failed": sum(r.reason == "write_failed" for r in rejected)}

@@ -3,7 +3,7 @@ validate, call one service or selector, serialize."""
 
 from decimal import Decimal
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.generics import get_object_or_404
@@ -141,39 +141,80 @@ def unique_keys(items: list[dict]) -> list[dict]:
 
 
 class PriceBookSerializer(serializers.ModelSerializer):
-    effective_from = InstantField(validators=[on_the_hour])
-    currency = serializers.RegexField(r"^[A-Z]{3}$", default="USD")
-    prices = UnitPriceSerializer(many=True)
+    """A published version, as listed and as answered to a POST."""
+
+    status = serializers.ChoiceField(choices=PriceBook.Status.choices, read_only=True)
+    prices = UnitPriceSerializer(many=True, read_only=True)
+    superseded_by = serializers.SerializerMethodField(
+        help_text="The published correction of this version (it prices from the same instant instead), or null.")
 
     class Meta:
         model = PriceBook
-        fields = ["id", "effective_from", "currency", "note", "status", "published_at", "published_by", "prices"]
-        read_only_fields = ["id", "status", "published_at", "published_by"]
+        fields = ["id", "effective_from", "currency", "note", "status", "published_at", "published_by", "revision",
+                  "corrects", "superseded_by", "prices"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_superseded_by(self, book: PriceBook) -> int | None:
+        return book.superseded_by_id  # annotated by selectors.published_price_books
+
+
+class PriceBookCreateSerializer(serializers.Serializer):
+    """A new version, or (`corrects`) a correction of a published one."""
+
+    effective_from = InstantField(
+        required=False, validators=[on_the_hour],
+        help_text="On the hour. Required for a new version; for a correction, omitted or the corrected version's.")
+    currency = serializers.RegexField(r"^[A-Z]{3}$", required=False,
+                                      help_text="USD if omitted; for a correction, the corrected version's.")
+    note = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    corrects = serializers.PrimaryKeyRelatedField(
+        queryset=PriceBook.objects.all(), required=False, allow_null=True, default=None,
+        help_text="Id of the published version to correct: its newest revision (409 otherwise). The correction "
+                  "supersedes it from its effective_from, with the next revision; it stays published, unchanged.")
+    prices = UnitPriceSerializer(many=True)
 
     def validate_prices(self, value):
         if not value:
             raise serializers.ValidationError("A price book holds at least one price.")
         return unique_keys(value)
 
+    def validate(self, attrs):
+        corrected = attrs["corrects"]
+        if corrected is None and "effective_from" not in attrs:
+            raise serializers.ValidationError({"effective_from": ["Required unless `corrects` names a version."]})
+        if corrected is not None:
+            attrs.setdefault("effective_from", corrected.effective_from)
+            attrs.setdefault("currency", corrected.currency)
+        attrs.setdefault("currency", "USD")
+        return attrs
+
 
 class PriceBookListApi(APIView):
     scopes = ("admin",)
     pagination_class = NextPagination
 
-    @extend_schema(responses={200: PriceBookSerializer(many=True)})
+    @extend_schema(responses={200: PriceBookSerializer(many=True)},
+                   description="Every published version, newest instant and revision first; a superseded one "
+                               "names its correction in `superseded_by`.")
     def get(self, request):
-        books = PriceBook.objects.filter(status=PriceBook.Status.PUBLISHED).prefetch_related("prices")
+        books = selectors.published_price_books()
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(books, request, view=self)
         return paginator.get_paginated_response(PriceBookSerializer(page, many=True).data)
 
-    @extend_schema(request=PriceBookSerializer, responses={201: PriceBookSerializer, 409: problem(409)},
-                   description="A posted price book is published at once and immutable.")
+    @extend_schema(request=PriceBookCreateSerializer, responses={201: PriceBookSerializer, 409: problem(409)},
+                   description="A posted price book is published at once and immutable. With `corrects` it is a "
+                               "correction of that version (409 if that one is a draft or already corrected).")
     def post(self, request):
-        data = PriceBookSerializer(data=request.data)
+        data = PriceBookCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        book = price_book_create(**data.validated_data, actor=actor_of(request), as_of=utc_now())
-        return Response(PriceBookSerializer(book).data, status=status.HTTP_201_CREATED)
+        params = dict(data.validated_data)
+        corrected = params.pop("corrects")
+        book = price_book_create(**params, corrects=corrected.pk if corrected else None, actor=actor_of(request),
+                                 as_of=utc_now())
+        return Response(PriceBookSerializer(selectors.published_price_books().get(pk=book.pk)).data,
+                        status=status.HTTP_201_CREATED)
 
 
 # --- contracts, credits, upcoming invoice --------------------------------------------

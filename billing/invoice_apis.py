@@ -1,4 +1,5 @@
-"""REST endpoints for invoices, credit notes and billing runs (API.md: Invoices)."""
+"""REST endpoints for invoices, credit notes on an invoice and billing runs (API.md: Invoices).
+The credit and debit notes on their own are billing.note_apis."""
 
 from decimal import Decimal
 
@@ -11,7 +12,7 @@ from rest_framework.views import APIView
 
 from billing.apis import InvoiceLineSerializer, actor_of, invoice_line_json
 from billing.rating.money import money_text as money
-from billing.models import BillingRun, CreditNote, Invoice
+from billing.models import BillingRun, CreditNote, DebitNote, Invoice
 from billing.services.billing_runs import billing_run_create
 from billing.services.invoices import credit_note_issue
 from config.api import NextPagination, PeriodField, customer_scope_of
@@ -22,36 +23,45 @@ from metering.services import utc_now
 
 def invoices_visible(request):
     """Invoices the key may see: all for admin, its own customer's otherwise (others → 404)."""
-    invoices = Invoice.objects.select_related("customer").prefetch_related("lines", "credit_notes")
+    invoices = Invoice.objects.select_related("customer").prefetch_related("lines", "credit_notes", "debit_notes")
     bound = customer_scope_of(request)
     return invoices.filter(customer__customer_id=bound) if bound else invoices
 
 
 def invoice_json(invoice: Invoice) -> dict:
     credited = sum((note.amount for note in invoice.credit_notes.all()), Decimal(0))
+    debited = sum((note.amount for note in invoice.debit_notes.all()), Decimal(0))
     return {
         "id": invoice.pk, "number": invoice.number, "customer_id": invoice.customer.customer_id,
         "period": f"{invoice.period:%Y-%m}", "status": invoice.status, "currency": invoice.currency,
         "lines": [invoice_line_json(line, period=line.usage_period) for line in invoice.lines.all()],
         "subtotal": money(invoice.subtotal), "total": money(invoice.total),
-        "credited": money(credited), "issued_at": invoice.issued_at.isoformat() if invoice.issued_at else None,
+        "credited": money(credited), "debited": money(debited),
+        "issued_at": invoice.issued_at.isoformat() if invoice.issued_at else None,
         "due_at": invoice.due_at.isoformat() if invoice.due_at else None,
-        "credit_notes": [credit_note_json(note, invoice) for note in invoice.credit_notes.all()],
+        "credit_notes": [invoice_note_json(note, invoice) for note in invoice.credit_notes.all()],
+        "debit_notes": [invoice_note_json(note, invoice) for note in invoice.debit_notes.all()],
     }
 
 
-def credit_note_json(note: CreditNote, invoice: Invoice) -> dict:
-    return {"number": note.number, "invoice_id": invoice.pk, "amount": money(note.amount), "reason": note.reason,
-            "created_by": note.created_by, "created_at": note.created_at.isoformat()}
+def invoice_note_json(note: CreditNote | DebitNote, invoice: Invoice) -> dict:
+    """A credit or debit note as its invoice lists it; GET /credit-notes/{id} (note_apis) has the rest."""
+    return {"id": note.pk, "number": note.number, "invoice_id": invoice.pk, "amount": money(note.amount),
+            "reason": note.reason, "created_by": note.created_by, "created_at": note.created_at.isoformat()}
 
 
 class CreditNoteSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
     number = serializers.CharField()
     invoice_id = serializers.IntegerField()
     amount = MoneyField()
     reason = serializers.CharField()
     created_by = serializers.CharField()
     created_at = serializers.DateTimeField()
+
+
+class DebitNoteSerializer(CreditNoteSerializer):
+    """A debit note as its invoice lists it: the same fields as a credit note."""
 
 
 class InvoiceSerializer(serializers.Serializer):
@@ -65,9 +75,11 @@ class InvoiceSerializer(serializers.Serializer):
     subtotal = MoneyField()
     total = MoneyField()
     credited = MoneyField(help_text="The sum of its credit notes.")
+    debited = MoneyField(help_text="The sum of its debit notes: owed on top of the total.")
     issued_at = serializers.DateTimeField(allow_null=True)
     due_at = serializers.DateTimeField(allow_null=True)
     credit_notes = CreditNoteSerializer(many=True)
+    debit_notes = DebitNoteSerializer(many=True)
 
 
 class InvoiceQuerySerializer(serializers.Serializer):
@@ -158,7 +170,7 @@ class CreditNoteApi(APIView):
     @extend_schema(responses={200: page_of(CreditNoteSerializer)})
     def get(self, request, invoice_id):
         invoice = get_object_or_404(invoices_visible(request), pk=invoice_id)
-        return Response({"next": None, "results": [credit_note_json(n, invoice) for n in invoice.credit_notes.all()]})
+        return Response({"next": None, "results": [invoice_note_json(n, invoice) for n in invoice.credit_notes.all()]})
 
     @extend_schema(request=CreditNoteIssueSerializer, responses={201: CreditNoteSerializer, 409: problem(409)})
     def post(self, request, invoice_id):
@@ -169,7 +181,7 @@ class CreditNoteApi(APIView):
         data.is_valid(raise_exception=True)
         note = credit_note_issue(invoice_id=invoice_id, **data.validated_data, actor=actor_of(request),
                                  as_of=utc_now())
-        return Response(credit_note_json(note, note.invoice), status=status.HTTP_201_CREATED)
+        return Response(invoice_note_json(note, note.invoice), status=status.HTTP_201_CREATED)
 
 
 class BillingRunSerializer(serializers.ModelSerializer):

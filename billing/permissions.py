@@ -1,7 +1,7 @@
 """The finance groups and what each may do, kept in sync on every migrate.
 
-- finance-manager: publishes prices, changes contracts, grants credits, adds service tiers, and
-  reads everything.
+- finance-manager: publishes prices, changes contracts, grants credits, adds service tiers,
+  applies re-ratings, and reads everything.
 - finance-viewer: reads billing and metering data, changes nothing.
 """
 
@@ -14,7 +14,8 @@ MANAGER_EXTRA = {
     "billing": ["publish_pricebook", "add_pricebook", "change_pricebook", "delete_pricebook", "add_price", "change_price",
                 "delete_price", "add_contract", "change_contract", "add_contractprice", "change_contractprice",
                 "delete_contractprice", "add_contractvolumeband", "change_contractvolumeband",
-                "delete_contractvolumeband", "add_creditentry", "add_billingrun", "change_invoice", "add_creditnote"],
+                "delete_contractvolumeband", "add_creditentry", "add_billingrun", "change_invoice", "add_creditnote",
+                "add_rerating"],
     "metering": ["add_servicetier", "change_servicetier"],
     # The fleet inventory and measured power; the allocation tables are derived, never edited.
     "infra_inventory": ["add_hardwaresku", "change_hardwaresku", "add_datacenter", "change_datacenter",

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import Q, Sum
+from django.db.models import OuterRef, Q, Subquery, Sum
 
 from billing.models import Contract, CreditEntry, PriceBook
 from billing.rating import (
@@ -27,14 +27,25 @@ def month_bounds(moment: datetime) -> tuple[datetime, datetime]:
 
 
 def price_schedule() -> PriceSchedule:
-    """Every model's tier history and every published price book version."""
+    """Every model's tier history and the published price book versions in force: at each
+    instant only the newest revision, since a correction supersedes the version it corrects."""
     tiers = tuple(TierAssignment(c.model.name, c.tier, c.effective_from)
                   for c in metering_selectors.model_tier_history())
+    newest = (PriceBook.objects.filter(status=PriceBook.Status.PUBLISHED)
+              .order_by("effective_from", "-revision").distinct("effective_from"))  # DISTINCT ON: the first
     books = tuple(
         PriceBookVersion(book.effective_from, {p.key: p.unit_price for p in book.prices.all()})
-        for book in PriceBook.objects.filter(status=PriceBook.Status.PUBLISHED).prefetch_related("prices")
+        for book in newest.prefetch_related("prices")
     )
     return PriceSchedule(tiers=tiers, books=books)
+
+
+def published_price_books():
+    """Published versions with their prices and the id of the published correction of each
+    (`superseded_by_id`)."""
+    corrections = PriceBook.objects.filter(status=PriceBook.Status.PUBLISHED, corrects=OuterRef("pk"))
+    return (PriceBook.objects.filter(status=PriceBook.Status.PUBLISHED).prefetch_related("prices")
+            .annotate(superseded_by_id=Subquery(corrections.values("pk")[:1])))
 
 
 def _period_contracts(start: datetime, end: datetime):
@@ -132,7 +143,7 @@ def _sums(alias: str) -> str:
 
 LATE_USAGE_SQL = f"""
 WITH closed AS (
-    SELECT c.customer_id,
+    SELECT c.customer_id, coalesce(i.adjustments_through, 0) AS adjustments_through,
            (i.period::timestamp AT TIME ZONE 'UTC') AS start_at,
            ((i.period + interval '1 month')::timestamp AT TIME ZONE 'UTC') AS end_at
     FROM billing_invoice i JOIN metering_customer c ON c.id = i.customer_id
@@ -152,17 +163,28 @@ WITH closed AS (
     JOIN billing_invoice inv ON inv.id = b.invoice_id AND inv.status IN ('finalized', 'paid')
     JOIN closed ON closed.customer_id = b.customer_id AND b.hour >= closed.start_at AND b.hour < closed.end_at
     GROUP BY 1, 2, 3, 4
+), corrected AS (  -- adjustments after finalization: billed by re-rating, never as late usage
+    SELECT a.customer_id, a.model, a.service_tier, date_trunc('hour', a.occurred_at, 'UTC') AS hour, {_sums("a")}
+    FROM metering_usage_adjustment a
+    JOIN closed ON closed.customer_id = a.customer_id AND a.occurred_at >= closed.start_at
+               AND a.occurred_at < closed.end_at AND a.id > closed.adjustments_through
+    GROUP BY 1, 2, 3, 4
+), late AS (
+    SELECT customer_id, model, service_tier, hour,
+           {", ".join(f"(coalesce(u.{name}, 0) - coalesce(b.{name}, 0) - coalesce(c.{name}, 0))::bigint AS {name}"
+                      for name in TOKEN_FIELDS)}
+    FROM used u FULL JOIN billed b USING (customer_id, model, service_tier, hour)
+    FULL JOIN corrected c USING (customer_id, model, service_tier, hour)
 )
-SELECT u.customer_id, u.model, u.service_tier, u.hour,
-       {", ".join(f"(u.{name} - coalesce(b.{name}, 0))::bigint" for name in TOKEN_FIELDS)}
-FROM used u LEFT JOIN billed b USING (customer_id, model, service_tier, hour)
-WHERE ({", ".join(f"u.{name}" for name in TOKEN_FIELDS)}) IS DISTINCT FROM ({", ".join(f"b.{name}" for name in TOKEN_FIELDS)})
+SELECT customer_id, model, service_tier, hour, {", ".join(TOKEN_FIELDS)} FROM late
+WHERE ({", ".join(TOKEN_FIELDS)}) IS DISTINCT FROM ({", ".join("0" for _ in TOKEN_FIELDS)})
 """
 
 
 def late_usage_rows(*, customer_ids: list[str] | None, period_start: datetime) -> list[tuple]:
     """Hourly usage in periods already finalized (or paid) that their invoices did not
-    bill: rollups minus billed usage. Only periods within three months can still receive
+    bill: rollups minus billed usage, minus what adjustments recorded after finalization
+    changed (re-rating bills those). Only periods within three months can still receive
     events (the lateness limit is 35 days)."""
     horizon = month_bounds(period_start - timedelta(days=92))[0]
     with connection.cursor() as cursor:
@@ -229,17 +251,18 @@ def period_usage(*, customer_ids: list[str] | None, start: datetime, end: dateti
 
 
 def period_rate(*, customer_ids: list[str] | None, start: datetime, end: datetime,
-                usage: PeriodUsage | None = None) -> dict[str, RatedInvoice]:
+                usage: PeriodUsage | None = None, with_credits: bool = True) -> dict[str, RatedInvoice]:
     """Rate [start, end) for many customers at once: a query each for usage, late usage,
     contracts and credit balances, then the rating engine per customer with usage or a
-    contract. `usage` may be given (a finalization rates exactly what it snapshots)."""
+    contract. `usage` may be given (a finalization rates exactly what it snapshots; a
+    re-rating what was billed, corrected); without credits, no prepaid credit is applied."""
     schedule = price_schedule()
     usage = usage or period_usage(customer_ids=customer_ids, start=start, end=end)
     own = quantities_from_rows(usage.own, boundaries=segment_boundaries(schedule, start, end), end=end)
     late_start = month_bounds(min((row[3] for row in usage.late), default=start))[0]
     late = quantities_from_rows(usage.late, boundaries=segment_boundaries(schedule, late_start, start), end=start)
     terms = terms_for_customers(customer_ids=customer_ids, start=start, end=end)
-    balances = credit_balances(customer_ids=customer_ids)
+    balances = credit_balances(customer_ids=customer_ids) if with_credits else {}
     return {
         customer_id: invoice_rate(usage=own.get(customer_id, []), late_usage=late.get(customer_id, []),
                                   schedule=schedule, terms=terms.get(customer_id, ContractTerms()),

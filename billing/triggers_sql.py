@@ -95,3 +95,20 @@ DROP TRIGGER billing_invoice_line_immutable ON billing_invoiceline;
 DROP TRIGGER billing_invoice_immutable ON billing_invoice;
 DROP FUNCTION billing_invoice_guard();
 """
+
+# Migration 0009: re-ratings and debit notes are append-only, and an issued invoice's
+# `adjustments_through` is as immutable as its total.
+_INVOICE_GUARD = INVOICING_CREATE.split("CREATE TRIGGER")[0].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
+CORRECTIONS_CREATE = _INVOICE_GUARD.replace("NEW.due_at)", "NEW.due_at, NEW.adjustments_through)").replace(
+    "OLD.due_at)", "OLD.due_at, OLD.adjustments_through)").replace(
+    "correct it with a credit note", "correct it with a credit or debit note") + """
+CREATE TRIGGER billing_debitnote_append_only BEFORE UPDATE OR DELETE ON billing_debitnote
+    FOR EACH ROW EXECUTE FUNCTION billing_append_only();
+CREATE TRIGGER billing_rerating_append_only BEFORE UPDATE OR DELETE ON billing_rerating
+    FOR EACH ROW EXECUTE FUNCTION billing_append_only();
+"""
+
+CORRECTIONS_DROP = """
+DROP TRIGGER billing_rerating_append_only ON billing_rerating;
+DROP TRIGGER billing_debitnote_append_only ON billing_debitnote;
+""" + _INVOICE_GUARD

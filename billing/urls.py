@@ -1,6 +1,7 @@
 from django.urls import path
 
-from billing import apis, invoice_apis, webhook_apis
+from billing import apis, invoice_apis, note_apis, rerating_apis, webhook_apis
+from billing.models import CreditNote, DebitNote
 from billing.services.invoices import invoice_finalize, invoice_mark_paid, invoice_void
 
 urlpatterns = [
@@ -21,6 +22,19 @@ urlpatterns = [
     path("invoices/<int:invoice_id>/mark-paid", invoice_apis.InvoiceTransitionApi.as_view(service=invoice_mark_paid),
          name="invoice-mark-paid"),
     path("invoices/<int:invoice_id>/credit-notes", invoice_apis.CreditNoteApi.as_view(), name="invoice-credit-notes"),
+    path("credit-notes", note_apis.NoteListApi.as_view(model=CreditNote), name="credit-notes"),
+    path("credit-notes/<int:credit_note_id>",
+         note_apis.NoteDetailApi.as_view(model=CreditNote, lookup="credit_note_id"), name="credit-note-detail"),
+    path("credit-notes/<int:credit_note_id>/pdf",
+         note_apis.NotePdfApi.as_view(model=CreditNote, lookup="credit_note_id"), name="credit-note-pdf"),
+    path("debit-notes", note_apis.NoteListApi.as_view(model=DebitNote), name="debit-notes"),
+    path("debit-notes/<int:debit_note_id>",
+         note_apis.NoteDetailApi.as_view(model=DebitNote, lookup="debit_note_id"), name="debit-note-detail"),
+    path("debit-notes/<int:debit_note_id>/pdf",
+         note_apis.NotePdfApi.as_view(model=DebitNote, lookup="debit_note_id"), name="debit-note-pdf"),
+    path("invoices/<int:invoice_id>/rerate-preview", rerating_apis.InvoiceReratePreviewApi.as_view(),
+         name="invoice-rerate-preview"),
+    path("invoices/<int:invoice_id>/rerate", rerating_apis.InvoiceRerateApi.as_view(), name="invoice-rerate"),
     path("billing-runs", invoice_apis.BillingRunListApi.as_view(), name="billing-runs"),
     path("billing-runs/<int:run_id>", invoice_apis.BillingRunDetailApi.as_view(), name="billing-run-detail"),
     path("webhook-endpoints", webhook_apis.WebhookEndpointListApi.as_view(), name="webhook-endpoints"),

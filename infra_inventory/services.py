@@ -176,6 +176,11 @@ WITH usage AS (
     SELECT DISTINCT r.hour FROM infra_inventory_powerreading r
     JOIN infra_inventory_allocatedhour a ON a.hour = r.hour AND r.received_at > a.allocated_at
     WHERE r.hour >= %(start)s AND r.hour < %(end)s
+), adjusted AS (  -- a replacement changes tokens, not the count of events
+    SELECT DISTINCT a.hour FROM metering_usage_adjustment adj
+    JOIN infra_inventory_allocatedhour a
+      ON a.hour = date_trunc('hour', adj.occurred_at, 'UTC') AND adj.recorded_at > a.allocated_at
+    WHERE adj.occurred_at >= %(start)s AND adj.occurred_at < %(end)s
 ), hours AS (
     SELECT generate_series(%(start)s::timestamptz, %(end)s::timestamptz - interval '1 hour', interval '1 hour') AS hour
 )
@@ -183,13 +188,14 @@ SELECT h.hour FROM hours h
 LEFT JOIN infra_inventory_allocatedhour a ON a.hour = h.hour
 LEFT JOIN usage u ON u.hour = h.hour
 WHERE a.hour IS NULL OR a.rollup_events <> coalesce(u.events, 0) OR h.hour IN (SELECT hour FROM readings)
+   OR h.hour IN (SELECT hour FROM adjusted)
 ORDER BY 1
 """
 
 
 def hours_stale(*, start: datetime, end: datetime) -> list[datetime]:
-    """Hours never allocated, or whose usage grew (late events), or with a reading received
-    after they were allocated."""
+    """Hours never allocated, or whose usage grew (late events), or with a reading or a usage
+    adjustment recorded after they were allocated."""
     with connection.cursor() as cursor:
         cursor.execute(STALE_HOURS_SQL, {"start": start, "end": end})
         return [row[0] for row in cursor.fetchall()]

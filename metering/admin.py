@@ -1,13 +1,13 @@
-"""Admin for finance staff: the ledger and its projections read-only; customers,
-models and API keys editable by admins."""
+"""Admin for finance staff: the ledger (events and their adjustments) and its projections
+read-only; customers, models and API keys editable by admins."""
 
 from django.contrib import admin, messages
 from django.utils import timezone
 
 from config.admin_base import ReadOnlyAdmin, pretty_json
 from metering.models import (
-    ApiKey, CatalogModel, Customer, ModelTierChange, DeadLetter, HourlyRollup, ServiceTier, UsageConflict, UsageDuplicate,
-    UsageEvent,
+    ApiKey, CatalogModel, Customer, ModelTierChange, DeadLetter, HourlyRollup, ServiceTier, UsageAdjustment,
+    UsageConflict, UsageDuplicate, UsageEvent,
 )
 from metering.selectors import model_tier_at
 from metering.services import api_key_create
@@ -94,11 +94,34 @@ class UsageEventAdmin(ReadOnlyAdmin):
     search_fields = ["=customer_id", "=event_id"]
     date_hierarchy = "occurred_at"
     exclude = ["provider_usage"]
-    readonly_fields = ["provider_usage_pretty"]
+    readonly_fields = ["provider_usage_pretty", "adjustments"]
 
     @admin.display(description="provider usage (as the gateway sent it)")
     def provider_usage_pretty(self, obj):
         return pretty_json(obj.provider_usage)
+
+    @admin.display(description="adjustments (the event as billed is this one with them applied)")
+    def adjustments(self, obj):
+        rows = UsageAdjustment.objects.filter(customer_id=obj.customer_id, event_id=obj.event_id).order_by("sequence")
+        return "; ".join(f"{a.sequence}. {a.action} ({a.adjustment_id}, {a.recorded_at:%Y-%m-%d %H:%M}): {a.reason}"
+                         for a in rows) or "—"
+
+
+@admin.register(UsageAdjustment)
+class UsageAdjustmentAdmin(ReadOnlyAdmin):
+    """Corrections of accepted events: ledger entries, so read-only like the events."""
+
+    list_display = ["recorded_at", "customer_id", "event_id", "action", "sequence", "adjustment_id", "reason",
+                    "actor", "occurred_at", "events", "input_tokens", "output_tokens"]
+    list_filter = ["action"]
+    search_fields = ["=customer_id", "=event_id", "=adjustment_id"]
+    date_hierarchy = "occurred_at"
+    exclude = ["replacement"]
+    readonly_fields = ["replacement_pretty"]
+
+    @admin.display(description="replacement (token fields after it)")
+    def replacement_pretty(self, obj):
+        return pretty_json(obj.replacement)
 
 
 @admin.register(HourlyRollup)
@@ -113,8 +136,8 @@ class HourlyRollupAdmin(ReadOnlyAdmin):
 
 @admin.register(UsageDuplicate)
 class UsageDuplicateAdmin(ReadOnlyAdmin):
-    list_display = ["received_at", "customer_id", "event_id", "source_partition", "source_offset"]
-    search_fields = ["=customer_id", "=event_id"]
+    list_display = ["received_at", "customer_id", "event_id", "adjustment_id", "source_partition", "source_offset"]
+    search_fields = ["=customer_id", "=event_id", "=adjustment_id"]
 
 
 @admin.register(DeadLetter)

@@ -17,6 +17,11 @@ Invariants and where they are enforced:
   (migration 0003) behind the validator's field errors.
 - Service tiers are rows of the catalog (`ServiceTier`, the first five seeded by
   migration 0003); events, prices and invoice lines name them by `name`.
+- A correction is a new entry (`UsageAdjustment`, append-only by the same trigger,
+  migration 0004) that names an accepted event and carries the change it makes to the
+  event's token fields; the rollups take it in the event's own hour. (customer_id,
+  adjustment_id) is unique, and so is each (customer_id, event_id, sequence): an event's
+  adjustments are numbered 1, 2, ... under the lock of its key row.
 """
 
 from django.db import models
@@ -183,10 +188,12 @@ class UsageEventKey(SourceCoordinates):
 
 
 class UsageDuplicate(SourceCoordinates):
-    """An exact repeat of an accepted event: dropped, counted here."""
+    """An exact repeat of an accepted event, or of an accepted adjustment (`adjustment_id`
+    set; `event_id` is then the adjusted event): dropped, counted here."""
 
     customer_id = models.CharField(max_length=64)
     event_id = models.CharField(max_length=128)
+    adjustment_id = models.CharField(max_length=128, blank=True, db_default="")
     received_at = models.DateTimeField()
 
     class Meta:
@@ -238,6 +245,62 @@ class UsageConflict(DeadLetter):
 
     class Meta:
         proxy = True
+
+
+class UsageAdjustment(SourceCoordinates):
+    """A void or a replacement of an accepted event's token fields (DESIGN.md §6).
+
+    It keeps the event's group (model, service tier, region, cluster, `occurred_at`) and
+    the difference it makes: `events` (-1 for a void, 0 for a replacement) and one delta
+    per token field, so a projection adds it like an event. Adjustments over REST carry
+    coordinates of their own (topic `rest:/usage-adjustments`, offsets from a sequence)."""
+
+    class Action(models.TextChoices):
+        VOID = "void"
+        REPLACE = "replace"
+
+    id = models.BigAutoField(primary_key=True)
+    adjustment_id = models.CharField(max_length=128)
+    customer_id = models.CharField(max_length=64)
+    event_id = models.CharField(max_length=128)
+    sequence = models.PositiveIntegerField(help_text="1 for the event's first adjustment, then 2, ...")
+    action = models.CharField(max_length=8, choices=Action.choices)
+    replacement = models.JSONField(null=True, blank=True, help_text="The token fields after a replacement.")
+    reason = models.CharField(max_length=500)
+    actor = models.CharField(max_length=150, help_text="The API key or the Kafka topic it came by.")
+    recorded_at = models.DateTimeField()
+    occurred_at = models.DateTimeField(help_text="The adjusted event's timestamp: the hour it applies in.")
+    model = models.CharField(max_length=128)
+    service_tier = models.CharField(max_length=16)
+    region = models.CharField(max_length=64, blank=True)
+    cluster = models.CharField(max_length=64, blank=True)
+    events = models.SmallIntegerField(help_text="-1 for a void, 0 for a replacement.")
+    input_tokens = models.BigIntegerField()
+    cached_input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    cache_write_tokens = models.BigIntegerField()
+    cache_write_long_tokens = models.BigIntegerField()
+    audio_input_tokens = models.BigIntegerField()
+    audio_output_tokens = models.BigIntegerField()
+    reasoning_tokens = models.BigIntegerField()
+
+    class Meta:
+        db_table = "metering_usage_adjustment"
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer_id", "adjustment_id"], name="usage_adjustment_once"),
+            models.UniqueConstraint(fields=["customer_id", "event_id", "sequence"],
+                                    name="usage_adjustment_sequence_once"),
+            models.UniqueConstraint(fields=["source_topic", "source_partition", "source_offset", "source_index"],
+                                    name="usage_adjustment_once_per_element"),
+            models.CheckConstraint(condition=Q(action="void", events=-1, replacement__isnull=True)
+                                   | Q(action="replace", events=0, replacement__isnull=False),
+                                   name="usage_adjustment_action_shape"),
+        ]
+        indexes = [models.Index(fields=["customer_id", "occurred_at"]), models.Index(fields=["occurred_at"])]
+
+    def __str__(self):
+        return f"{self.action} {self.customer_id}/{self.event_id} ({self.adjustment_id})"
 
 
 class HourlyRollup(models.Model):

@@ -1,4 +1,5 @@
-"""The hourly rollups as a projection of the ledger: recompute, compare, rebuild.
+"""The hourly rollups as a projection of the ledger (events and their adjustments):
+recompute, compare, rebuild.
 
 Both functions work on whole hours over [start, end); None means unbounded.
 """
@@ -14,11 +15,23 @@ from metering.token_classes import FIELDS as TOKEN_FIELDS
 GROUP = ("customer_id", "model", "service_tier", "region", "cluster", "hour")
 SUMS = ("events", *TOKEN_FIELDS)
 
+_IN_RANGE = ("occurred_at >= coalesce(%(start)s::timestamptz, '-infinity') "
+             "AND occurred_at < coalesce(%(end)s::timestamptz, 'infinity')")
+# The ledger's events with their adjustments (each a signed difference in the event's own
+# hour): a group whose every event is voided has no rollup.
 LEDGER_TRUTH = f"""
-SELECT {ROLLUP_GROUP} AS hour, {TOKEN_SUMS}
-FROM metering_usage_event
-WHERE occurred_at >= coalesce(%(start)s::timestamptz, '-infinity') AND occurred_at < coalesce(%(end)s::timestamptz, 'infinity')
+SELECT customer_id, model, service_tier, region, cluster, hour, {", ".join(f"sum({s})::bigint" for s in SUMS)}
+FROM (
+    SELECT {ROLLUP_GROUP} AS hour, {TOKEN_SUMS}
+    FROM metering_usage_event WHERE {_IN_RANGE}
+    GROUP BY 1, 2, 3, 4, 5, 6
+    UNION ALL
+    SELECT {ROLLUP_GROUP}, sum(events)::bigint, {", ".join(f"sum({name})::bigint" for name in TOKEN_FIELDS)}
+    FROM metering_usage_adjustment WHERE {_IN_RANGE}
+    GROUP BY 1, 2, 3, 4, 5, 6
+) parts (customer_id, model, service_tier, region, cluster, hour, {", ".join(SUMS)})
 GROUP BY 1, 2, 3, 4, 5, 6
+HAVING sum(events) > 0
 """
 
 

@@ -281,6 +281,19 @@ def _string(obj: dict, field: str, max_len: int, errors: dict, *, required: bool
     return value
 
 
+def fields_known(obj: dict, allowed: frozenset[str], errors: dict, *, of: str = "") -> None:
+    if unknown := obj.keys() - allowed:
+        names = ", ".join(sorted(shown(str(name)) for name in unknown))
+        errors["non_field_errors"] = [f"unknown_field:Unknown field(s){of}: {names}."]
+
+
+def customer_known(obj: dict, catalog: Catalog, errors: dict) -> str:
+    customer_id = _string(obj, "customer_id", 64, errors, required=True)
+    if customer_id and "customer_id" not in errors and customer_id not in catalog.customers:
+        errors["customer_id"] = [f"customer_unknown:No customer '{customer_id}'."]
+    return customer_id
+
+
 def _tokens(obj: dict, field: str, errors: dict, *, default: int | None = None) -> int:
     value = obj.get(field, default)
     if value is None:
@@ -364,14 +377,9 @@ def event_validate(obj, *, catalog: Catalog, rules: Rules) -> UsageEventIn | Inv
     if not isinstance(obj, dict):
         return Invalid("not_an_object", {"non_field_errors": ["An event must be a JSON object."]})
     errors: dict[str, list[str]] = {}
-    unknown = obj.keys() - FIELDS
-    if unknown:
-        names = ", ".join(sorted(shown(str(name)) for name in unknown))
-        errors["non_field_errors"] = [f"unknown_field:Unknown field(s): {names}."]
+    fields_known(obj, FIELDS, errors)
     event_id = _string(obj, "event_id", 128, errors, required=True)
-    customer_id = _string(obj, "customer_id", 64, errors, required=True)
-    if customer_id and "customer_id" not in errors and customer_id not in catalog.customers:
-        errors["customer_id"] = [f"customer_unknown:No customer '{customer_id}'."]
+    customer_id = customer_known(obj, catalog, errors)
     model = _string(obj, "model", 128, errors, required=True)
     if model and "model" not in errors and model not in catalog.models:
         errors["model"] = [f"model_unknown:Model '{model}' is not in the catalog."]

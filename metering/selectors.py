@@ -3,9 +3,9 @@
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import Sum
+from django.db.models import Max, Sum
 
-from metering.models import CatalogModel, Customer, HourlyRollup, ModelTierChange, ServiceTier
+from metering.models import CatalogModel, Customer, HourlyRollup, ModelTierChange, ServiceTier, UsageAdjustment
 from metering.schemas import Catalog
 from metering.token_classes import FIELDS as TOKEN_FIELDS
 from metering.token_classes import priced
@@ -54,10 +54,13 @@ def rollup_hourly_sums(*, customer_ids: list[str] | None, start: datetime, end: 
         return cursor.fetchall()
 
 
-def usage_keys_since(start: datetime) -> set[tuple[str, str, str, datetime]]:
-    """(model, service tier, token class, hour) that has tokens from `start` on, any customer."""
+def usage_keys_since(start: datetime, *, until: datetime | None = None) -> set[tuple[str, str, str, datetime]]:
+    """(model, service tier, token class, hour) that has tokens in [start, until), any customer."""
+    rollups = HourlyRollup.objects.filter(hour__gte=start)
+    if until is not None:
+        rollups = rollups.filter(hour__lt=until)
     rows = (
-        HourlyRollup.objects.filter(hour__gte=start).values("model", "service_tier", "hour")
+        rollups.values("model", "service_tier", "hour")
         .annotate(**{name: Sum(name) for name in TOKEN_FIELDS}).order_by()
     )
     keys = set()
@@ -66,3 +69,24 @@ def usage_keys_since(start: datetime) -> set[tuple[str, str, str, datetime]]:
             if tokens:
                 keys.add((row["model"], row["service_tier"], token_class, row["hour"]))
     return keys
+
+
+def adjustments_last_ids(*, customer_ids: list[str]) -> dict[str, int]:
+    """The id of each customer's latest usage adjustment (customers without one are absent)."""
+    return dict(UsageAdjustment.objects.filter(customer_id__in=customer_ids).values("customer_id")
+                .annotate(last=Max("id")).values_list("customer_id", "last"))
+
+
+def adjustment_hourly_sums(*, customer_id: str, start: datetime, end: datetime, after_id: int) -> list[tuple]:
+    """Like `rollup_hourly_sums`, of the differences the customer's adjustments numbered
+    after `after_id` make to usage served in [start, end)."""
+    sql = f"""
+        SELECT customer_id, model, service_tier, date_trunc('hour', occurred_at, 'UTC') AS hour,
+               {", ".join(f"sum({name})::bigint" for name in TOKEN_FIELDS)}
+        FROM metering_usage_adjustment
+        WHERE customer_id = %(customer)s AND occurred_at >= %(start)s AND occurred_at < %(end)s AND id > %(after)s
+        GROUP BY 1, 2, 3, 4
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"customer": customer_id, "start": start, "end": end, "after": after_id})
+        return cursor.fetchall()

@@ -268,7 +268,8 @@ def dead_letters_record(*, rejected: Sequence[Rejected]) -> None:
         [
             DeadLetter(
                 kind=r.kind, reason=r.reason, errors=_storable(r.errors), customer_id=_storable(r.customer_id)[:64],
-                event_id=_storable(r.event_id)[:128], payload=_storable(r.payload), raw=base64.b64encode(r.raw).decode() if r.raw is not None else "",
+                event_id=_storable(r.event_id)[:128], payload=_storable(r.payload), existing_payload=r.existing,
+                raw=base64.b64encode(r.raw).decode() if r.raw is not None else "",
                 received_at=r.received_at, source_topic=r.source.topic, source_partition=r.source.partition,
                 source_offset=r.source.offset, source_index=r.source.index,
             )

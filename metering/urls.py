@@ -1,7 +1,7 @@
 from django.urls import path, register_converter
 from django.urls.converters import StringConverter
 
-from metering import apis
+from metering import adjustment_apis, apis
 
 
 class NameConverter(StringConverter):
@@ -15,6 +15,7 @@ register_converter(NameConverter, "name")
 
 urlpatterns = [
     path("usage-events", apis.UsageEventIngestApi.as_view(), name="usage-events"),
+    path("usage-adjustments", adjustment_apis.UsageAdjustmentApi.as_view(), name="usage-adjustments"),
     path("dead-letters", apis.DeadLetterListApi.as_view(), name="dead-letters"),
     path("customers", apis.CustomerListApi.as_view(), name="customers"),
     path("customers/<slug:customer_id>", apis.CustomerDetailApi.as_view(), name="customer-detail"),

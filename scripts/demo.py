@@ -120,6 +120,7 @@ def run(events: int, bootstrap: str) -> None:
     from metering.services import catalog_model_create
     from scripts import local_kafka
     from scripts.demo_billing import invoices_issue
+    from scripts.demo_corrections import correction_show
     from scripts.demo_costs import fleet_seed, unit_economics_print
     from scripts.demo_pricing import invoices_print
     from scripts.traffic import messages_produce
@@ -154,6 +155,9 @@ def run(events: int, bootstrap: str) -> None:
     invoices_print(customers=[c for c, _ in CUSTOMERS], start=start, end=end, as_of=datetime.now(UTC))
     step(f"invoicing {start:%Y-%m}: billing run on Celery, finalized, a credit note, PDFs")
     invoices_issue(period_start=start, as_of=datetime.now(UTC))
+    step("a correction after finalization: an adjustment through Kafka, the re-rating preview, a debit note")
+    correction_show(period_start=start, consume=lambda n: consume_with_progress(bootstrap, expected=n),
+                    as_of=datetime.now(UTC))
     step(f"cost allocation and unit economics {start:%Y-%m} (demo fleet; figures labelled as demo)")
     fleet_seed(start=start, end=end)
     unit_economics_print(start=start, end=end)

@@ -9,7 +9,7 @@ import decimal
 import os
 import uuid
 from datetime import UTC, datetime
-from threading import Event
+from threading import Barrier, Event, Thread
 
 import pytest
 
@@ -18,6 +18,7 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from django.contrib.auth.models import Group, User
+from django.db import connection
 from django.test import Client
 from kafka import KafkaProducer
 
@@ -118,6 +119,28 @@ def api_client_for(db):
 
 def utc(*args) -> datetime:
     return datetime(*args, tzinfo=UTC)
+
+
+def at_once(work, *, threads: int) -> list[Exception]:
+    """Run `work` in `threads` threads released together (each with its own database
+    connection, closed after); returns what they raised."""
+    barrier, errors = Barrier(threads), []
+
+    def run():
+        try:
+            barrier.wait()
+            work()
+        except Exception as exc:  # noqa: BLE001 - the caller asserts on them
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    started = [Thread(target=run) for _ in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join()
+    return errors
 
 
 @pytest.fixture(scope="session")

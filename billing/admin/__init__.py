@@ -1,8 +1,11 @@
 """Admin for finance staff, one module per area; importing them registers every model.
 
 - pricing: price book versions, contracts and the credit ledger.
-- invoices: invoices with their lines and credit notes, the lifecycle actions
-  (finalize, mark paid, void, credit note) calling the services, PDF and CSV.
+- invoices: invoices with their lines, credit notes and debit notes, the lifecycle
+  actions (finalize, mark paid, void, credit note) calling the services, PDF and CSV;
+  each note's page shows the re-rating that issued it, if one did.
+- rerating: the re-ratings issued, and the period preview where a finance manager
+  applies a correction to every finalized invoice it changes, after confirming.
 - operations: billing runs started through `billing_run_create`, the audit log,
   webhook endpoints and their delivery log.
 
@@ -10,4 +13,4 @@ Who may do what follows the finance groups (billing/permissions.py): viewers see
 everything here and change nothing; managers act through the services.
 """
 
-from billing.admin import invoices, operations, pricing  # noqa: F401  (registration)
+from billing.admin import invoices, operations, pricing, rerating  # noqa: F401  (registration)

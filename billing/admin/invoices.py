@@ -1,8 +1,9 @@
-"""Invoices and credit notes for finance staff.
+"""Invoices, credit notes and debit notes for finance staff.
 
-- Nothing here edits an invoice or a credit note: their pages are read-only, as Postgres
-  keeps them once issued. The lifecycle runs through actions calling the services —
-  finalize, mark paid, void (each behind a confirmation page, as none can be undone) and
+- Nothing here edits an invoice or a note: their pages are read-only, as Postgres
+  keeps them once issued. Debit notes are only listed and downloaded here: a re-rating
+  issues them (billing.services.rerating), never a form. The lifecycle runs through
+  actions calling the services — finalize, mark paid, void (each behind a confirmation page, as none can be undone) and
   a credit note (an intermediate form, for one invoice).
 - The actions need `billing.change_invoice`, the credit note `billing.add_creditnote`:
   the finance managers' permissions (billing/permissions.py). Custom permissions would
@@ -12,6 +13,7 @@
   which the rating core raises as a plain exception. Each selected invoice goes through
   its own service call and transaction, so one refused invoice doesn't hold back the others.
 - The PDF and CSV are `billing.documents`, the same documents the API serves with keys.
+  A note issued by a re-rating shows the re-rating's lines on its page and in its PDF.
 """
 
 from collections.abc import Callable
@@ -30,14 +32,16 @@ from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import content_disposition_header
 
 from billing.admin.common import ReadOnlyAdmin, ReadOnlyPermissions, actor_of
-from billing.documents import usage_dates_text
-from billing.models import CreditNote, Invoice, InvoiceLine
+from billing.documents import credit_note_pdf, debit_note_pdf, note_rerating, rerating_line_text, usage_dates_text
+from billing.models import CreditNote, DebitNote, Invoice, InvoiceLine
 from billing.rating import PriceMissing
-from billing.services.invoices import credit_note_issue, invoice_finalize, invoice_mark_paid, invoice_void
+from billing.services.invoices import (
+    credit_note_issue, invoice_credit_room, invoice_finalize, invoice_mark_paid, invoice_void,
+)
 from config.api import DomainError
 
 MANAGE_PERMISSION = "billing.change_invoice"
@@ -79,6 +83,10 @@ def viewable(model_admin: admin.ModelAdmin, request, object_id: str):
 
 def credited_total(invoice: Invoice) -> Decimal:
     return invoice.credit_notes.aggregate(total=Sum("amount"))["total"] or Decimal(0)
+
+
+def debited_total(invoice: Invoice) -> Decimal:
+    return invoice.debit_notes.aggregate(total=Sum("amount"))["total"] or Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -141,8 +149,29 @@ class InvoiceLineInline(ReadOnlyPermissions, admin.TabularInline):
         return usage_dates_text(line)
 
 
-def credit_note_pdf_link(note: CreditNote) -> str:
-    return format_html('<a href="{}">PDF</a>', reverse("admin:billing_creditnote_pdf", args=[note.pk]))
+def note_pdf_link(note: CreditNote | DebitNote) -> str:
+    return format_html('<a href="{}">PDF</a>', reverse(f"admin:billing_{note._meta.model_name}_pdf", args=[note.pk]))
+
+
+RERATING_COLUMNS = ("Line", "Tokens billed", "Tokens now", "Billed", "Now", "Difference")
+RERATING_FIELDS = ("billed_tokens", "tokens", "billed_amount", "amount", "difference")
+
+
+def rerating_table(note: CreditNote | DebitNote) -> str:
+    """The stored lines of the re-rating that issued the note, as its PDF lists them."""
+    rerating = note_rerating(note)
+    if rerating is None:
+        return "— (issued by hand)"
+    header = format_html_join("", "<th>{}</th>", [(label,) for label in RERATING_COLUMNS])
+    cells = [(rerating_line_text(line), *(_stored(line, name) for name in RERATING_FIELDS)) for line in rerating.lines]
+    rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", cells)
+    return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table><p>Difference {} {}: {}</p>",
+                       header, rows, rerating.difference, note.invoice.currency, rerating.reason)
+
+
+def _stored(line: dict, name: str):
+    value = line.get(name)
+    return "" if value is None else value
 
 
 class CreditNoteInline(InvoiceLineInline):
@@ -153,7 +182,11 @@ class CreditNoteInline(InvoiceLineInline):
 
     @admin.display(description="document")
     def document(self, obj):
-        return credit_note_pdf_link(obj)
+        return note_pdf_link(obj)
+
+
+class DebitNoteInline(CreditNoteInline):
+    model = DebitNote
 
 
 class CreditNoteForm(forms.Form):
@@ -168,10 +201,11 @@ class InvoiceAdmin(ReadOnlyAdmin):
     list_filter = [PeriodFilter, "status", ("customer", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["customer"]
     search_fields = ["number", "customer__customer_id", "customer__name"]
-    fields = ["number", "customer", "period_month", "status", "currency", "subtotal", "total", "credited",
-              "computed_at", "issued_at", "due_at", "paid_at", "voided_at", "documents", "audit_trail"]
+    fields = ["number", "customer", "period_month", "status", "currency", "subtotal", "total", "credited", "debited",
+              "amount_remaining", "computed_at", "issued_at", "due_at", "paid_at", "voided_at", "documents",
+              "audit_trail"]
     readonly_fields = fields
-    inlines = [InvoiceLineInline, CreditNoteInline]
+    inlines = [InvoiceLineInline, CreditNoteInline, DebitNoteInline]
     actions = ["finalize", "mark_paid", "void", "issue_credit_note"]
 
     def has_manage_permission(self, request):
@@ -197,6 +231,15 @@ class InvoiceAdmin(ReadOnlyAdmin):
     @admin.display(description="credited by credit notes")
     def credited(self, obj):
         return money(credited_total(obj), obj.currency)
+
+    @admin.display(description="debited by debit notes")
+    def debited(self, obj):
+        return money(debited_total(obj), obj.currency)
+
+    @admin.display(description="amount remaining")
+    def amount_remaining(self, obj):
+        """The total less the credit notes plus the debit notes, as the PDF states it."""
+        return money(obj.total - credited_total(obj) + debited_total(obj), obj.currency)
 
     @admin.display(description="documents")
     def documents(self, obj):
@@ -230,7 +273,7 @@ class InvoiceAdmin(ReadOnlyAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         invoice = self.get_object(request, unquote(object_id))
         if invoice is not None:
-            extra_context = {**(extra_context or {}), "invoice_actions": self.actions_for(request, invoice)}
+            extra_context = {**(extra_context or {}), "object_actions": self.actions_for(request, invoice)}
         return super().change_view(request, object_id, form_url, extra_context)
 
     def actions_for(self, request, invoice: Invoice) -> list[tuple[str, str]]:
@@ -301,11 +344,11 @@ class InvoiceAdmin(ReadOnlyAdmin):
                 messages.success(request, f"Credit note {note.number} of {money(note.amount, invoice.currency)} "
                                           f"issued on {invoice}.")
                 return self.back_to(invoices)
-        credited = credited_total(invoice)
         return TemplateResponse(request, "admin/billing/invoice/credit_note_form.html", {
             **self.admin_site.each_context(request), "opts": self.opts, "title": f"Credit note on {invoice}",
-            "invoice": invoice, "form": form, "credited": money(credited, invoice.currency),
-            "remaining": money(invoice.total - credited, invoice.currency),
+            "invoice": invoice, "form": form, "credited": money(credited_total(invoice), invoice.currency),
+            "debited": money(debited_total(invoice), invoice.currency),
+            "remaining": money(invoice_credit_room(invoice), invoice.currency),
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         })
 
@@ -341,27 +384,41 @@ class InvoiceAdmin(ReadOnlyAdmin):
                                  content_type="text/csv; charset=utf-8")
 
 
-@admin.register(CreditNote)
-class CreditNoteAdmin(ReadOnlyAdmin):
-    """Issued from an invoice's page; listed here for finding them by number."""
+class NoteAdmin(ReadOnlyAdmin):
+    """Issued from an invoice's page or by a re-rating; listed here for finding them by number."""
 
     list_display = ["number", "invoice", "amount", "reason", "created_by", "created_at"]
     list_select_related = ["invoice__customer"]
     search_fields = ["number", "invoice__number", "invoice__customer__customer_id", "reason"]
     date_hierarchy = "created_at"
-    fields = ["number", "invoice", "amount", "reason", "created_by", "created_at", "document"]
+    fields = ["number", "invoice", "amount", "reason", "created_by", "created_at", "document", "rerating_lines"]
     readonly_fields = fields
+    document_pdf: Callable[[CreditNote | DebitNote], bytes]  # staticmethod: the note's billing.documents PDF
 
     @admin.display(description="document")
     def document(self, obj):
-        return credit_note_pdf_link(obj)
+        return note_pdf_link(obj)
+
+    @admin.display(description="re-rating")
+    def rerating_lines(self, obj):
+        return rerating_table(obj)
 
     def get_urls(self):
-        return [path("<path:object_id>/pdf/", self.admin_site.admin_view(self.pdf_view), name="billing_creditnote_pdf"),
+        name = f"billing_{self.opts.model_name}_pdf"
+        return [path("<path:object_id>/pdf/", self.admin_site.admin_view(self.pdf_view), name=name),
                 *super().get_urls()]
 
     def pdf_view(self, request, object_id):
-        from billing.documents import credit_note_pdf
-
         note = viewable(self, request, object_id)
-        return document_response(credit_note_pdf(note), filename=f"{note.number}.pdf", content_type="application/pdf")
+        return document_response(self.document_pdf(note), filename=f"{note.number}.pdf",
+                                 content_type="application/pdf")
+
+
+@admin.register(CreditNote)
+class CreditNoteAdmin(NoteAdmin):
+    document_pdf = staticmethod(credit_note_pdf)
+
+
+@admin.register(DebitNote)
+class DebitNoteAdmin(NoteAdmin):
+    document_pdf = staticmethod(debit_note_pdf)

@@ -3,7 +3,11 @@
 - A published price book is read-only here, as in Postgres (the triggers are the real
   guard); a new version is a draft copied from one, edited, then published by an action
   that calls `price_book_publish` and needs `billing.publish_pricebook`.
-- Each book's page shows its price changes against the published version before it.
+- A correction is drafted from a published version's newest revision (same instant, next
+  revision; drafting and publishing it both need `publish_pricebook`), and published the same
+  way; the version it corrects stays, marked superseded.
+- Each book's page shows its price changes against the version it supersedes: the one it
+  corrects, else the newest revision of the published instant before it.
 - A contract version is added through `contract_put`, as over the API, so an open-ended
   earlier version is closed where the new one starts.
 - The credit ledger is append-only: grants are added through `credit_grant`, never
@@ -16,7 +20,7 @@ from datetime import datetime, timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
@@ -51,15 +55,23 @@ def draft_start(*, source: PriceBook, as_of: datetime) -> datetime:
 
 
 def previous_published(book: PriceBook) -> PriceBook | None:
-    """The published version in force just before this one starts."""
+    """The version this one supersedes: the one it corrects, else the newest revision of the
+    published instant before it (older revisions there are superseded already)."""
+    if book.corrects_id is not None:
+        return book.corrects
     return (PriceBook.objects.filter(status=PriceBook.Status.PUBLISHED, effective_from__lt=book.effective_from)
-            .exclude(pk=book.pk).order_by("-effective_from").first())
+            .exclude(pk=book.pk).order_by("-effective_from", "-revision").first())
 
 
 def changes_table(*, old: PriceBook | None, new: PriceBook) -> str:
     changes = price_book_changes(old=old, new=new)
-    against = (f"Against version {old.pk}, in force from {old.effective_from:%Y-%m-%d %H:%M} UTC" if old
-               else "No published version starts earlier")
+    if old is not None and new.corrects_id == old.pk:
+        against = (f"Against version {old.pk} (revision {old.revision}), which it corrects from "
+                   f"{old.effective_from:%Y-%m-%d %H:%M} UTC")
+    elif old is not None:
+        against = f"Against version {old.pk}, in force from {old.effective_from:%Y-%m-%d %H:%M} UTC"
+    else:
+        against = "No published version starts earlier"
     if not changes:
         return format_html("<p>{}: no price changes.</p>", against)
     rows = format_html_join(
@@ -71,6 +83,13 @@ def changes_table(*, old: PriceBook | None, new: PriceBook) -> str:
         "<thead><tr><th>key</th><th>old price</th><th>new price</th></tr></thead><tbody>{}</tbody></table>",
         against, new.currency, rows,
     )
+
+
+def published_text(book: PriceBook) -> str:
+    if book.corrects_id is None:
+        return f"Published {book}."
+    return (f"Published version {book.pk}, revision {book.revision}: it supersedes version {book.corrects_id} "
+            f"from {book.effective_from:%Y-%m-%d %H:%M} UTC.")
 
 
 class PriceBookForm(forms.ModelForm):
@@ -119,23 +138,32 @@ class PriceInline(admin.TabularInline):
 @admin.register(PriceBook)
 class PriceBookAdmin(admin.ModelAdmin):
     form = PriceBookForm
-    list_display = ["effective_from", "status", "currency", "price_count", "published_at", "published_by", "note",
-                    "based_on"]
+    list_display = ["effective_from", "revision", "status", "superseded", "currency", "price_count", "published_at",
+                    "published_by", "note", "based_on"]
     list_display_links = ["effective_from"]
     list_filter = ["status"]
     date_hierarchy = "effective_from"
     inlines = [PriceInline]
-    actions = ["copy_into_draft", "publish"]
-    readonly_fields = ["status", "based_on", "created_at", "published_at", "published_by", "changes"]
+    actions = ["copy_into_draft", "draft_correction", "publish"]
+    readonly_fields = ["status", "revision", "corrects", "superseded", "based_on", "created_at", "published_at",
+                       "published_by", "changes"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("based_on").annotate(price_count=Count("prices"))
+        corrections = PriceBook.objects.filter(status=PriceBook.Status.PUBLISHED, corrects=OuterRef("pk"))
+        return (super().get_queryset(request).select_related("based_on", "corrects")
+                .annotate(price_count=Count("prices"), superseded_by_id=Subquery(corrections.values("pk")[:1])))
 
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["effective_from", "currency", "note"]
-        return ["effective_from", "currency", "note", "status", "based_on", "created_at", "published_at",
-                "published_by", "changes"]
+        return ["effective_from", "currency", "note", "status", "revision", "corrects", "superseded", "based_on",
+                "created_at", "published_at", "published_by", "changes"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A correction's instant and currency are those of the version it corrects.
+        if obj is not None and obj.corrects_id is not None:
+            return [*self.readonly_fields, "effective_from", "currency"]
+        return self.readonly_fields
 
     def get_actions(self, request):
         # Bulk delete would reach published books; a draft is deleted from its own page.
@@ -156,11 +184,36 @@ class PriceBookAdmin(admin.ModelAdmin):
     def has_publish_permission(self, request):
         return request.user.has_perm(f"{self.opts.app_label}.publish_pricebook")
 
+    def has_correct_permission(self, request):
+        """Drafting a correction adds a version that only a publisher may make count."""
+        return self.has_add_permission(request) and self.has_publish_permission(request)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        book = self.get_object(request, object_id)
+        if book is not None:
+            extra_context = {**(extra_context or {}), "object_actions": self.actions_for(request, book)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def actions_for(self, request, book: PriceBook) -> list[tuple[str, str]]:
+        """The buttons on a book's page: publish a draft, correct the newest published revision."""
+        if book.status == PriceBook.Status.DRAFT:
+            return [("publish", "Publish")] if self.has_publish_permission(request) else []
+        if book.superseded_by_id is None and self.has_correct_permission(request):
+            return [("draft_correction", "Draft a correction")]
+        return []
+
     @admin.display(description="prices", ordering="price_count")
     def price_count(self, obj):
         return obj.price_count
 
-    @admin.display(description="changes against the previous published version")
+    @admin.display(description="superseded by")
+    def superseded(self, obj):
+        if obj.superseded_by_id is None:
+            return "—"
+        link = reverse("admin:billing_pricebook_change", args=[obj.superseded_by_id])
+        return format_html('<a href="{}">version {}</a>', link, obj.superseded_by_id)
+
+    @admin.display(description="changes against the version it supersedes")
     def changes(self, obj):
         return changes_table(old=previous_published(obj), new=obj)
 
@@ -176,6 +229,22 @@ class PriceBookAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(reverse("admin:billing_pricebook_change", args=[drafts[0].pk]))
         return None
 
+    @admin.action(description="Draft a correction", permissions=["correct"])
+    def draft_correction(self, request, queryset):
+        drafts = []
+        for source in queryset.order_by("effective_from", "revision", "pk"):
+            try:
+                drafts.append(price_book_draft_from(price_book_id=source.pk, correction=True))
+            except DomainError as exc:
+                messages.error(request, f"No correction of version {source.pk} drafted: {exc.detail}")
+        for draft in drafts:
+            messages.success(request, f"Draft {draft.pk} corrects version {draft.corrects_id} from "
+                                      f"{draft.effective_from:%Y-%m-%d %H:%M} UTC (revision {draft.revision}): "
+                                      f"edit its prices, then publish it.")
+        if len(drafts) == 1:
+            return HttpResponseRedirect(reverse("admin:billing_pricebook_change", args=[drafts[0].pk]))
+        return None
+
     @admin.action(description="Publish", permissions=["publish"])
     def publish(self, request, queryset):
         as_of = timezone.now()
@@ -185,7 +254,7 @@ class PriceBookAdmin(admin.ModelAdmin):
             except DomainError as exc:
                 messages.error(request, f"Version {book.pk} not published: {exc.detail}")
             else:
-                messages.success(request, f"Published {published}.")
+                messages.success(request, published_text(published))
 
 
 # --- contracts -------------------------------------------------------------------

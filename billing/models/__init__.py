@@ -1,7 +1,9 @@
 """Billing's tables: prices and contracts (pricing), invoices and credit notes (invoices),
 billing runs, webhooks and the finance audit log (operations)."""
 
-from billing.models.invoices import BilledUsage, CreditNote, DocumentCounter, Invoice, InvoiceLine
+from billing.models.invoices import (
+    BilledUsage, CreditNote, DebitNote, DocumentCounter, Invoice, InvoiceLine, Rerating,
+)
 from billing.models.operations import AuditEntry, BillingRun, BillingRunChunk, WebhookDelivery, WebhookEndpoint
 from billing.models.pricing import (
     Contract, ContractPrice, ContractVolumeBand, CreditEntry, Price, PriceBook, TokenClass, TstzRange, UnitPrice,
@@ -9,6 +11,7 @@ from billing.models.pricing import (
 
 __all__ = [
     "AuditEntry", "BilledUsage", "BillingRun", "BillingRunChunk", "Contract", "ContractPrice", "ContractVolumeBand", "CreditEntry",
-    "CreditNote", "DocumentCounter", "Invoice", "InvoiceLine", "Price", "PriceBook", "TokenClass", "TstzRange",
+    "CreditNote", "DebitNote", "DocumentCounter", "Invoice", "InvoiceLine", "Price", "PriceBook", "Rerating",
+    "TokenClass", "TstzRange",
     "UnitPrice", "WebhookDelivery", "WebhookEndpoint",
 ]

@@ -9,7 +9,15 @@ Invariants and where they are enforced:
 - `BilledUsage` records, per finalized invoice, the hourly tokens it billed; usage in a
   closed period beyond what was billed is late usage. Append-only (trigger).
 - Credit notes are append-only (trigger); their sum never exceeds the invoice total
-  (checked under the invoice's row lock).
+  and its debit notes (checked under the invoice's row lock).
+- `adjustments_through` is the last usage adjustment of the customer that the finalized
+  invoice's usage includes: adjustments serialize with finalization on the customer row
+  (metering.adjustments), so every later one has a higher id and is billed by
+  re-rating (`Rerating`), never as late usage.
+- Debit notes have their own gapless `DN-YYYY-NNNNNN` numbers; re-ratings, credit and
+  debit notes are append-only (triggers, migration 0009). A re-rating is issued as
+  exactly one credit note or one debit note, under the invoice's row lock, so two
+  concurrent applies issue one document.
 """
 
 from django.db import models
@@ -37,6 +45,8 @@ class Invoice(models.Model):
     due_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
+    adjustments_through = models.BigIntegerField(
+        null=True, blank=True, help_text="Id of the last usage adjustment of the customer its usage includes.")
 
     class Meta:
         ordering = ["-period", "customer_id"]
@@ -113,8 +123,10 @@ class DocumentCounter(models.Model):
         constraints = [models.UniqueConstraint(fields=["prefix", "year"], name="document_counter_once")]
 
 
-class CreditNote(models.Model):
-    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+class InvoiceNote(models.Model):
+    """A document against a finalized invoice that changes what is owed by `amount` (> 0):
+    a credit note takes it off, a debit note adds it."""
+
     number = models.CharField(max_length=16, unique=True)
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     reason = models.CharField(max_length=500)
@@ -122,8 +134,53 @@ class CreditNote(models.Model):
     created_at = models.DateTimeField()
 
     class Meta:
+        abstract = True
         ordering = ["-created_at"]
-        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="credit_note_amount_positive")]
 
     def __str__(self):
         return self.number
+
+
+class CreditNote(InvoiceNote):
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+
+    class Meta(InvoiceNote.Meta):
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="credit_note_amount_positive")]
+
+
+class DebitNote(InvoiceNote):
+    """What a finalized invoice under-billed, owed on top of it (DESIGN.md §6)."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="debit_notes")
+
+    class Meta(InvoiceNote.Meta):
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="debit_note_amount_positive")]
+
+
+class Rerating(models.Model):
+    """A re-rating of a finalized invoice that found a difference, and the one document
+    that issued it. `lines` is the comparison (API.md rerate-preview); `billed_after` is
+    what the invoice's usage, discount and minimum now stand at, the next re-rating's
+    starting point."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="reratings")
+    difference = models.DecimalField(max_digits=14, decimal_places=2)
+    lines = models.JSONField()
+    billed_after = models.JSONField()
+    reason = models.CharField(max_length=500)
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField()
+    credit_note = models.OneToOneField(CreditNote, null=True, blank=True, on_delete=models.PROTECT,
+                                       related_name="rerating")
+    debit_note = models.OneToOneField(DebitNote, null=True, blank=True, on_delete=models.PROTECT,
+                                      related_name="rerating")
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.CheckConstraint(
+            condition=Q(difference__lt=0, credit_note__isnull=False, debit_note__isnull=True)
+            | Q(difference__gt=0, credit_note__isnull=True, debit_note__isnull=False),
+            name="rerating_one_document")]
+
+    def __str__(self):
+        return f"re-rating of {self.invoice} ({self.difference:+.2f})"

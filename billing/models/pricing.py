@@ -4,7 +4,9 @@ Invariants and where they are enforced:
 - A published price book and its prices never change: Postgres triggers reject
   UPDATE/DELETE of a published book and any INSERT/UPDATE/DELETE of its prices
   (migration 0002, billing/triggers_sql.py). A new version is a new row, copied from the current one.
-- Two published books never share an effective instant: partial unique constraint.
+- Two published books never share an effective instant and revision: partial unique
+  constraint. A corrective version (`corrects`) starts at the instant of the version it
+  corrects with the next revision and supersedes it there; the corrected one stays, as published.
 - Unit prices are ≥ 0 with at most 6 decimals: numeric(18, 6) and a check constraint.
 - A customer's contract versions never overlap in time: an exclusion constraint.
 - The credit ledger is append-only (trigger): grants are positive entries, draw-downs
@@ -60,12 +62,15 @@ class PriceBook(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     published_at = models.DateTimeField(null=True, blank=True)
     published_by = models.CharField(max_length=150, blank=True, help_text="Who published it: user or API key.")
+    revision = models.PositiveIntegerField(default=0, help_text="0, or one more than the version it corrects.")
+    corrects = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="corrections",
+                                 help_text="The published version this one corrects, from the same instant.")
 
     class Meta:
-        ordering = ["-effective_from"]
+        ordering = ["-effective_from", "-revision"]
         permissions = [("publish_pricebook", "Can publish price books")]
         constraints = [
-            models.UniqueConstraint(fields=["effective_from"], condition=Q(status="published"),
+            models.UniqueConstraint(fields=["effective_from", "revision"], condition=Q(status="published"),
                                     name="price_book_one_published_per_instant"),
             models.CheckConstraint(condition=Q(status="draft") | Q(published_at__isnull=False),
                                    name="price_book_published_has_instant"),

@@ -10,12 +10,13 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 
-from billing.models import BilledUsage, CreditEntry, CreditNote, DocumentCounter, Invoice, InvoiceLine
+from billing.models import BilledUsage, CreditEntry, CreditNote, DebitNote, DocumentCounter, Invoice, InvoiceLine
 from billing.rating import PriceMissing, RatedInvoice
 from billing.selectors import month_bounds, period_rate, period_usage
 from billing.services.audit import audit_record
 from billing.services.webhooks import webhook_event_publish
 from config.api import DomainError
+from metering import selectors as metering_selectors
 from metering.models import Customer
 from metering.token_classes import FIELDS as TOKEN_FIELDS
 
@@ -44,7 +45,7 @@ class InvoiceUnpriced(DomainError):
     title = "Usage without a price"
 
 
-def _rate(**kwargs):
+def period_rate_priced(**kwargs):
     """period_rate, with missing prices as a business-rule error rather than a crash."""
     try:
         return period_rate(**kwargs)
@@ -113,7 +114,7 @@ def invoice_drafts_refresh(*, customer_ids: list[str], period: date, as_of: date
     as it is. Safe to run twice, or twice at once: the same drafts come out."""
     start, end = month_bounds(period_start_of(period))
     customers = list(Customer.objects.select_for_update().filter(customer_id__in=customer_ids).order_by("pk"))
-    rated = _rate(customer_ids=[c.customer_id for c in customers], start=start, end=end)
+    rated = period_rate_priced(customer_ids=[c.customer_id for c in customers], start=start, end=end)
     billable = [c for c in customers if rated.get(c.customer_id) is not None and rated[c.customer_id].lines]
     live = _live_invoices_locked(billable, period, as_of=as_of)
     drafts = [live[c.pk] for c in billable if live[c.pk].status == Invoice.Status.DRAFT]
@@ -126,12 +127,14 @@ def invoice_drafts_refresh(*, customer_ids: list[str], period: date, as_of: date
 
 def _issue(invoices: list[Invoice], *, period: date, actor: str, as_of: datetime) -> None:
     """Finalize locked drafts of one period (customers locked and loaded) together: rate the
-    usage as it stands now, record exactly that usage as billed, draw down prepaid credit,
-    and take gapless numbers last, so the counter row is held as briefly as possible."""
+    usage as it stands now, record exactly that usage as billed, and the last usage
+    adjustment it includes (the customer locks keep new ones out meanwhile), draw down
+    prepaid credit, and take gapless numbers last, so the counter row is held as briefly
+    as possible."""
     customer_ids = [invoice.customer.customer_id for invoice in invoices]
     start, end = month_bounds(period_start_of(period))
     usage = period_usage(customer_ids=customer_ids, start=start, end=end)
-    rated = _rate(customer_ids=customer_ids, start=start, end=end, usage=usage)
+    rated = period_rate_priced(customer_ids=customer_ids, start=start, end=end, usage=usage)
     before = {invoice.pk: invoice_snapshot(invoice) for invoice in invoices}
     _lines_replace(invoices, rated)
     by_customer = {invoice.customer.customer_id: invoice for invoice in invoices}
@@ -144,17 +147,19 @@ def _issue(invoices: list[Invoice], *, period: date, actor: str, as_of: datetime
         CreditEntry(customer=invoice.customer, invoice=invoice, amount=-amount, created_by=actor, created_at=as_of,
                     reason=f"applied to invoice of {invoice.period:%Y-%m}")
         for invoice, amount in drawn.items() if amount)
+    adjusted = metering_selectors.adjustments_last_ids(customer_ids=customer_ids)
     numbers = document_numbers_next(prefix="INV", year=as_of.year, count=len(invoices))
     due_at = as_of + timedelta(days=settings.BILLING_PAYMENT_TERMS_DAYS)
     for invoice, number in zip(invoices, numbers):
         invoice.number, invoice.status = number, Invoice.Status.FINALIZED
         invoice.issued_at, invoice.computed_at, invoice.due_at = as_of, as_of, due_at
+        invoice.adjustments_through = adjusted.get(invoice.customer.customer_id, 0)
     Invoice.objects.bulk_update(invoices, ["subtotal", "total", "number", "status", "issued_at", "computed_at",
-                                           "due_at"], batch_size=500)
+                                           "due_at", "adjustments_through"], batch_size=500)
     for invoice in invoices:
         audit_record(actor=actor, action="invoice.finalize", obj=invoice, before=before[invoice.pk],
                      after=invoice_snapshot(invoice), at=as_of)
-        _event_send("invoice.finalized", invoice)
+        document_event_send("invoice.finalized", invoice)
 
 
 @transaction.atomic
@@ -194,7 +199,7 @@ def _transition(*, invoice_id: int, to: str, actor: str, as_of: datetime, stamp:
     invoice.save(update_fields=["status", stamp])
     audit_record(actor=actor, action=f"invoice.{to}", obj=invoice, before=before, after=invoice_snapshot(invoice),
                  at=as_of)
-    _event_send(event, invoice)
+    document_event_send(event, invoice)
     return invoice
 
 
@@ -216,6 +221,14 @@ def invoice_void(*, invoice_id: int, actor: str, as_of: datetime) -> Invoice:
     return invoice
 
 
+def invoice_credit_room(invoice: Invoice) -> Decimal:
+    """What credit notes may still take back: the total and the debit notes, less the
+    credit notes issued."""
+    debited = sum((note.amount for note in invoice.debit_notes.all()), Decimal(0))
+    credited = sum((note.amount for note in invoice.credit_notes.all()), Decimal(0))
+    return invoice.total + debited - credited
+
+
 @transaction.atomic
 def credit_note_issue(*, invoice_id: int, amount: Decimal, reason: str, actor: str, as_of: datetime) -> CreditNote:
     if amount <= 0 or not reason.strip():
@@ -224,8 +237,7 @@ def credit_note_issue(*, invoice_id: int, amount: Decimal, reason: str, actor: s
     invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
     if invoice.status not in (Invoice.Status.FINALIZED, Invoice.Status.PAID):
         raise InvoiceStateConflict(f"Invoice {invoice} is {invoice.status}; credit notes need a finalized or paid one.")
-    credited = sum((note.amount for note in invoice.credit_notes.all()), Decimal(0))
-    remaining = invoice.total - credited
+    remaining = invoice_credit_room(invoice)
     if amount > remaining:
         raise CreditNoteTooLarge(f"At most {remaining:.2f} of {invoice.total:.2f} remains to credit.",
                                  errors={"amount": [f"Must not exceed {remaining:.2f}."]})
@@ -233,18 +245,20 @@ def credit_note_issue(*, invoice_id: int, amount: Decimal, reason: str, actor: s
                                      amount=amount, reason=reason, created_by=actor, created_at=as_of)
     audit_record(actor=actor, action="credit_note.issue", obj=note, before=None,
                  after={"invoice": invoice.number, "amount": f"{amount:.2f}", "reason": reason}, at=as_of)
-    _event_send("credit_note.issued", note)
+    document_event_send("credit_note.issued", note)
     return note
 
 
-def _event_send(event: str, obj) -> None:
+def document_event_send(event: str, obj) -> None:
+    """The webhook of an invoice's or a note's event, sent once the transaction commits."""
     webhook_event_publish(event=event, payload=document_json(obj))
 
 
 def document_json(obj) -> dict:
-    """The webhook `data` of an invoice or a credit note."""
-    if isinstance(obj, CreditNote):
-        return {"object": "credit_note", "number": obj.number, "invoice_id": obj.invoice_id,
+    """The webhook `data` of an invoice, a credit note or a debit note."""
+    if isinstance(obj, CreditNote | DebitNote):
+        return {"object": "credit_note" if isinstance(obj, CreditNote) else "debit_note", "id": obj.pk,
+                "number": obj.number, "invoice_id": obj.invoice_id,
                 "invoice_number": obj.invoice.number, "customer_id": obj.invoice.customer.customer_id,
                 "amount": f"{obj.amount:.2f}", "currency": obj.invoice.currency, "reason": obj.reason,
                 "created_at": obj.created_at.isoformat()}

@@ -24,6 +24,10 @@ INGEST_EVENTS = Counter(
 INGEST_DEAD_LETTERS = Counter(
     "tokenledger_ingest_dead_letters", "Dead letters the ledger consumer recorded (conflicts included), "
     "by kind and reason.", ["kind", "reason"])
+USAGE_ADJUSTMENTS = Counter(
+    "tokenledger_usage_adjustments", "Usage adjustments by path (kafka, rest) and outcome: applied, repeat "
+    "(exact repeat, counted), conflict (another payload under an accepted adjustment_id) or refused (unknown or "
+    "voided event).", ["path", "outcome"])
 CONSUMER_BATCH_SECONDS = Histogram(
     "tokenledger_consumer_batch_duration_seconds", "From a batch polled to its offsets committed.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
@@ -74,9 +78,15 @@ def consumer_polled(consumer) -> None:
     _lag_labels = seen
 
 
-def consumer_batch_recorded(*, result, rejected, events: int, started_s: float) -> None:
-    """A batch committed: its AppendResult, its dead letters, how many elements it held,
-    and time.monotonic() when its processing began. A dead letter read again is counted
+def usage_adjustment_counted(*, path: str, outcome: str, count: int = 1) -> None:
+    if count:
+        USAGE_ADJUSTMENTS.labels(path, outcome).inc(count)
+
+
+def consumer_batch_recorded(*, result, adjusted, rejected, events: int, started_s: float) -> None:
+    """A batch committed: its AppendResult and AdjustmentResult, its dead letters (the
+    adjustments' conflicts and refusals among them), how many elements it held, and
+    time.monotonic() when its processing began. A dead letter read again is counted
     again (recording it is the no-op)."""
     CONSUMER_BATCH_SECONDS.observe(time.monotonic() - started_s)
     INGEST_EVENTS.labels("accepted").inc(result.appended)
@@ -84,7 +94,10 @@ def consumer_batch_recorded(*, result, rejected, events: int, started_s: float) 
     INGEST_EVENTS.labels("conflict").inc(result.conflicts)
     INGEST_EVENTS.labels("dead_letter").inc(len(rejected))
     recorded = result.appended + result.duplicates + result.conflicts + len(rejected)
+    recorded += adjusted.applied + adjusted.repeat
     INGEST_EVENTS.labels("replayed").inc(events - recorded)
+    for outcome in ("applied", "repeat", "conflict", "refused"):
+        usage_adjustment_counted(path="kafka", outcome=outcome, count=getattr(adjusted, outcome))
     if result.conflicts:
         INGEST_DEAD_LETTERS.labels("conflict", "conflicting_duplicate").inc(result.conflicts)
     for rejection in rejected:

@@ -14,6 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 
 from config.metrics.counters import consumer_batch_recorded, consumer_polled
+from metering.adjustments import AdjustmentResult, adjustments_apply
 from metering.consumer import steps
 from metering.schemas import Catalog
 from metering.selectors import catalog_current
@@ -33,12 +34,15 @@ class RunStats:
     duplicates: int = 0
     conflicts: int = 0
     dead_letters: int = 0
+    adjustments: int = 0
     batches: int = 0
     isolation_writes: int = 0  # transactions tried while bisecting batches Postgres refused
     started_at: float = field(default_factory=time.monotonic)
 
-    def add(self, result: AppendResult, *, messages: int, events: int, dead_letters: int) -> None:
+    def add(self, result: AppendResult, *, messages: int, events: int, dead_letters: int,
+            adjusted: AdjustmentResult) -> None:
         self.messages += messages
+        self.adjustments += adjusted.applied
         self.events += events
         self.appended += result.appended
         self.duplicates += result.duplicates
@@ -202,7 +206,7 @@ class LedgerConsumer:
         checked = steps.check(records, catalog=self.catalog.catalog, lateness=self.lateness, now=utc_now())
         if checked.names_unknown and self.catalog.reload_if_stale():
             checked = steps.check(records, catalog=self.catalog.catalog, lateness=self.lateness, now=utc_now())
-        result, rejected = self._write(checked)
+        result, adjusted, rejected = self._write(checked)
         for rejection in rejected:
             self.producer.send(self.config.dlq_topic, key=rejection.key, value=rejection.dlq_value())
         if rejected:
@@ -214,16 +218,18 @@ class LedgerConsumer:
             # another process of `consume_usage --processes N` joining mid-batch): whoever owns
             # the partitions next replays the batch from the committed offsets, a no-op.
             logger.warning("offset commit refused after a rebalance; the batch will be replayed harmlessly")
-        events = len(checked.accepted) + len(checked.rejected)
-        self.stats.add(result, messages=len(records), events=events, dead_letters=len(rejected))
-        consumer_batch_recorded(result=result, rejected=rejected, events=events, started_s=started_s)
+        events = len(checked.accepted) + len(checked.adjustments) + len(checked.rejected)
+        self.stats.add(result, messages=len(records), events=events, dead_letters=len(rejected), adjusted=adjusted)
+        consumer_batch_recorded(result=result, adjusted=adjusted, rejected=rejected, events=events, started_s=started_s)
 
-    def _write(self, checked: steps.Checked) -> tuple[AppendResult, list[steps.Rejected]]:
+    def _write(self, checked: steps.Checked) -> tuple[AppendResult, AdjustmentResult, list[steps.Rejected]]:
+        """Events first, then the batch's adjustments (which may name them), then dead letters."""
         try:
             with transaction.atomic():
                 result = ledger_append(accepted=checked.accepted)
-                dead_letters_record(rejected=checked.rejected)
-            return result, checked.rejected
+                adjusted, refused = adjustments_apply(accepted=checked.adjustments, as_of=utc_now())
+                dead_letters_record(rejected=[*checked.rejected, *refused])
+            return result, adjusted, [*checked.rejected, *refused]
         except (OperationalError, InterfaceError):
             raise  # the database is away: crash, restart, replay
         except DatabaseError as exc:
@@ -231,7 +237,8 @@ class LedgerConsumer:
                            " ".join(str(exc).split())[:300], len(checked.accepted))
             return self._write_bisecting(checked)
 
-    def _write_bisecting(self, checked: steps.Checked) -> tuple[AppendResult, list[steps.Rejected]]:
+    def _write_bisecting(self, checked: steps.Checked
+                         ) -> tuple[AppendResult, AdjustmentResult, list[steps.Rejected]]:
         """A poison element must not stall the partition, nor take the batch out of the group.
 
         The batch failed as a whole, so its halves are written, each in a transaction of
@@ -269,8 +276,29 @@ class LedgerConsumer:
                     "invalid", "write_failed", {"non_field_errors": [str(exc).strip()]}, item.source,
                     item.received_at, item.event.customer_id.encode(), payload=item.event.payload(),
                 ))
-        rejected = [*checked.rejected, *failed]
+        adjusted, refused = self._adjust_one_by_one(checked.adjustments)
+        rejected = [*checked.rejected, *failed, *refused]
         dead_letters_record(rejected=rejected)
+        return total, adjusted, rejected
+
+    def _adjust_one_by_one(self, items: list[steps.AdjustmentAccepted]
+                           ) -> tuple[AdjustmentResult, list[steps.Rejected]]:
+        """The adjustments of a refused batch, each in a transaction of its own; one that
+        Postgres refuses becomes a `write_failed` dead letter."""
+        total, rejected = AdjustmentResult(), []
+        for item in items:
+            try:
+                with transaction.atomic():
+                    adjusted, refused = adjustments_apply(accepted=[item], as_of=utc_now())
+            except (OperationalError, InterfaceError):
+                raise
+            except DatabaseError as exc:
+                rejected.append(steps.Rejected("invalid", "write_failed", {"non_field_errors": [str(exc).strip()]},
+                                               item.source, item.received_at, item.key,
+                                               payload=item.adjustment.payload()))
+                continue
+            total += adjusted
+            rejected.extend(refused)
         return total, rejected
 
     def _log_progress(self, label: str, *, since: RunStats, seconds: float) -> None:

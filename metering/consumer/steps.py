@@ -10,11 +10,12 @@ serialized and stored as a dead letter.
 import base64
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from metering.adjustment_rules import UsageAdjustmentIn, adjustment_validate, is_adjustment
 from metering.schemas import (
     DOCUMENT_DEPTH_MAX, Catalog, Invalid, Rules, UsageEventIn, event_accept_fast, event_validate, json_loads,
     wire_elements,
@@ -40,6 +41,17 @@ class Accepted:
 
 
 @dataclass(frozen=True, slots=True)
+class AdjustmentAccepted:
+    """A valid usage adjustment (an element with `adjustment_id`); the ledger decides
+    whether the event it names can take it."""
+
+    adjustment: UsageAdjustmentIn
+    source: Coordinates
+    received_at: datetime
+    key: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
     kind: str  # "invalid" | "undecodable"
     reason: str
@@ -49,6 +61,7 @@ class Rejected:
     key: bytes | None
     payload: object = None
     raw: bytes | None = None
+    existing: dict | None = None  # a conflict's accepted payload
 
     @property
     def customer_id(self) -> str:
@@ -79,6 +92,12 @@ class Rejected:
 class Checked:
     accepted: list[Accepted]
     rejected: list[Rejected]
+    adjustments: list[AdjustmentAccepted] = field(default_factory=list)
+
+    def add(self, item: "Accepted | AdjustmentAccepted | Rejected") -> None:
+        target = (self.accepted if isinstance(item, Accepted) else
+                  self.adjustments if isinstance(item, AdjustmentAccepted) else self.rejected)
+        target.append(item)
 
     @property
     def names_unknown(self) -> bool:
@@ -116,15 +135,24 @@ def bounded(value: object) -> object:
     return root[0]
 
 
-def _settled(verdict: UsageEventIn | Invalid, element: object, *, key: str | None, record, source: Coordinates,
-             received_at: datetime) -> Accepted | Rejected:
-    """One element's verdict as an acceptance or a rejection; a valid event of another
-    customer than the message key is a `key_mismatch`."""
-    if isinstance(verdict, UsageEventIn) and key is not None and verdict.customer_id != key:
+def element_validate(element: object, *, catalog: Catalog, rules: Rules) -> UsageEventIn | UsageAdjustmentIn | Invalid:
+    """An element of the usage topic is an event, or an adjustment if it has `adjustment_id`."""
+    if is_adjustment(element):
+        return adjustment_validate(element, catalog=catalog)
+    return event_validate(element, catalog=catalog, rules=rules)
+
+
+def _settled(verdict: UsageEventIn | UsageAdjustmentIn | Invalid, element: object, *, key: str | None, record,
+             source: Coordinates, received_at: datetime) -> Accepted | AdjustmentAccepted | Rejected:
+    """One element's verdict as an acceptance or a rejection; a valid event or adjustment
+    of another customer than the message key is a `key_mismatch`."""
+    if not isinstance(verdict, Invalid) and key is not None and verdict.customer_id != key:
         verdict = Invalid("key_mismatch", {"customer_id": [f"Differs from the message key '{key}'."]})
     if isinstance(verdict, Invalid):
         return Rejected("invalid", verdict.reason, verdict.errors, source, received_at, record.key,
                         payload=bounded(element))
+    if isinstance(verdict, UsageAdjustmentIn):
+        return AdjustmentAccepted(verdict, source, received_at, record.key)
     return Accepted(verdict, source, received_at)
 
 
@@ -133,14 +161,13 @@ def _settled(verdict: UsageEventIn | Invalid, element: object, *, key: str | Non
 _FAST_BRACKETS_MAX = DOCUMENT_DEPTH_MAX
 
 
-def _check_fast(record, *, received_at: datetime, rules: Rules, catalog: Catalog,
-                accepted: list[Accepted], rejected: list[Rejected]) -> bool:
+def _check_fast(record, *, received_at: datetime, rules: Rules, catalog: Catalog, checked: Checked) -> bool:
     """Settle a record on the compiled path (`event_accept_fast`) if it can; True if it did.
 
     A single event it does not accept, and a message it cannot split as an array, are
     left whole to `check`'s own path (False, nothing recorded). In an array it can
     split, an element it does not accept is decoded alone and judged by
-    `event_validate`, as `check` would judge it inside the array."""
+    `element_validate`, as `check` would judge it inside the array."""
     value = record.value
     if value is None:
         return False
@@ -148,14 +175,14 @@ def _check_fast(record, *, received_at: datetime, rules: Rules, catalog: Catalog
         verdict = event_accept_fast(value, catalog=catalog, rules=rules)
         if verdict is None or (record.key is not None and verdict.customer_id != record.key.decode("utf-8", "replace")):
             return False
-        accepted.append(Accepted(verdict, Coordinates(record.topic, record.partition, record.offset, MESSAGE_LEVEL),
-                                 received_at))
+        checked.accepted.append(Accepted(verdict, Coordinates(record.topic, record.partition, record.offset,
+                                                              MESSAGE_LEVEL), received_at))
         return True
     raws = wire_elements(value)
     if raws is None or len(raws) > BATCH_EVENTS_MAX:
         return False
     key = record.key.decode("utf-8", "replace") if record.key is not None else None
-    settled: list[Accepted | Rejected] = []
+    settled: list[Accepted | AdjustmentAccepted | Rejected] = []
     for index, raw in enumerate(raws):
         source = Coordinates(record.topic, record.partition, record.offset, index)
         verdict, element = event_accept_fast(raw, catalog=catalog, rules=rules), None
@@ -168,10 +195,10 @@ def _check_fast(record, *, received_at: datetime, rules: Rules, catalog: Catalog
             except ValueError:  # valid to the compiled decoder only: `check`'s own path decides
                 return False
             if verdict is None:
-                verdict = event_validate(element, catalog=catalog, rules=rules)
+                verdict = element_validate(element, catalog=catalog, rules=rules)
         settled.append(_settled(verdict, element, key=key, record=record, source=source, received_at=received_at))
     for item in settled:
-        (accepted if isinstance(item, Accepted) else rejected).append(item)
+        checked.add(item)
     return True
 
 
@@ -179,15 +206,14 @@ def check(records: Iterable, *, catalog: Catalog, lateness: timedelta, now: date
     """Decode and validate each record; an array is checked element by element.
 
     Most records are settled by the compiled decoder (`_check_fast`); whatever it does
-    not settle is decoded by `json_loads` and judged by `event_validate` below, which
+    not settle is decoded by `json_loads` and judged by `element_validate` below, which
     alone gives reasons."""
-    accepted: list[Accepted] = []
-    rejected: list[Rejected] = []
+    checked = Checked([], [])
+    rejected = checked.rejected
     for record in records:
         received_at = received_at_of(record, now=now)
         rules = Rules(arrived_at=received_at, lateness=lateness)
-        if _check_fast(record, received_at=received_at, rules=rules, catalog=catalog,
-                       accepted=accepted, rejected=rejected):
+        if _check_fast(record, received_at=received_at, rules=rules, catalog=catalog, checked=checked):
             continue
         message = Coordinates(record.topic, record.partition, record.offset, MESSAGE_LEVEL)
         try:
@@ -206,10 +232,9 @@ def check(records: Iterable, *, catalog: Catalog, lateness: timedelta, now: date
         key = record.key.decode("utf-8", "replace") if record.key is not None else None
         for index, element in elements:
             source = Coordinates(record.topic, record.partition, record.offset, index)
-            item = _settled(event_validate(element, catalog=catalog, rules=rules), element, key=key, record=record,
-                            source=source, received_at=received_at)
-            (accepted if isinstance(item, Accepted) else rejected).append(item)
-    return Checked(accepted, rejected)
+            checked.add(_settled(element_validate(element, catalog=catalog, rules=rules), element, key=key,
+                                 record=record, source=source, received_at=received_at))
+    return checked
 
 
 def next_offsets(records: Iterable) -> dict[TopicPartition, OffsetAndMetadata]:

@@ -1,5 +1,5 @@
 """A small world every REST operation can act on (customers, an issued invoice with a credit
-note, a draft, a billing run, a webhook endpoint with a delivery, a fleet), the keys of the
+note and a debit note, a draft, a billing run, a webhook endpoint with a delivery, a fleet), the keys of the
 three scopes, and Celery tasks sent to a queue no worker reads."""
 
 import uuid
@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.models import BillingRun, Invoice, WebhookEndpoint
+from billing.models import BillingRun, DebitNote, Invoice, WebhookEndpoint
 from billing.services.billing_runs import billing_run_create
 from billing.services.invoices import credit_note_issue, invoice_drafts_refresh, invoice_finalize
 from billing.services.price_books import price_book_create
@@ -26,7 +26,7 @@ AS_OF = datetime(2026, 11, 2, 6, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class World:
-    issued: Invoice  # acme's, finalized, with a credit note
+    issued: Invoice  # acme's, finalized, with a credit note and a debit note
     draft: Invoice  # globex's
     run: BillingRun
     endpoint: WebhookEndpoint
@@ -57,6 +57,8 @@ def world(catalog, celery_queue_unread) -> World:
                                                                         as_of=AS_OF)}
     issued = invoice_finalize(invoice_id=drafts["acme"].pk, actor="test", as_of=AS_OF)
     credit_note_issue(invoice_id=issued.pk, amount=Decimal("1.00"), reason="goodwill", actor="test", as_of=AS_OF)
+    DebitNote.objects.create(invoice=issued, number="DN-2026-000001", amount=Decimal("2.00"), reason="under-billed",
+                             created_by="test", created_at=AS_OF)
     webhook_event_publish(event="invoice.finalized", payload={"number": issued.number}, at=AS_OF)
     run = billing_run_create(period=OCT, finalize=False, actor="test", as_of=AS_OF)
     fleet()

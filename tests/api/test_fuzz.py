@@ -47,7 +47,8 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 def test_every_answer_is_documented(case, world):
     generated = case.path_parameters or {}
     rows = {"invoice_id": world.issued.pk, "run_id": world.run.pk, "endpoint_id": world.endpoint.pk,
-            "customer_id": "acme", "name": "gpt-5.4"}  # the customer key is acme's
+            "customer_id": "acme", "name": "gpt-5.4",  # the customer key is acme's
+            "credit_note_id": world.issued.credit_notes.get().pk, "debit_note_id": world.issued.debit_notes.get().pk}
     known = {name: rows[name] for name in generated}
     calls = [("admin", generated), ("ingest", generated), ("customer", known)]
     if known:

@@ -9,7 +9,8 @@ PROBLEM = "application/problem+json"
 ENVELOPED = ["/api/v1/price-books", "/api/v1/models", "/api/v1/power-readings", "/api/v1/webhook-endpoints",
              "/api/v1/webhook-endpoints/{endpoint_id}/deliveries", "/api/v1/customers/{customer_id}/credits",
              "/api/v1/invoices", "/api/v1/usage", "/api/v1/unit-economics", "/api/v1/margin-alerts",
-             "/api/v1/invoices/{invoice_id}/credit-notes", "/api/v1/customers", "/api/v1/dead-letters"]
+             "/api/v1/invoices/{invoice_id}/credit-notes", "/api/v1/customers", "/api/v1/dead-letters",
+             "/api/v1/credit-notes", "/api/v1/debit-notes", "/api/v1/usage-adjustments"]
 
 
 @pytest.fixture(scope="module")
@@ -58,16 +59,21 @@ def test_every_error_status_is_a_problem_and_the_common_ones_are_everywhere(sche
 def test_each_document_has_its_own_content_type(schema):
     types = {path: list(schema["paths"][path]["get"]["responses"]["200"]["content"])
              for path in ("/api/v1/invoices/{invoice_id}/pdf", "/api/v1/invoices/{invoice_id}/csv",
-                          "/api/v1/exports/focus")}
+                          "/api/v1/exports/focus", "/api/v1/credit-notes/{credit_note_id}/pdf",
+                          "/api/v1/debit-notes/{debit_note_id}/pdf")}
 
     assert types == {"/api/v1/invoices/{invoice_id}/pdf": ["application/pdf"],
-                     "/api/v1/invoices/{invoice_id}/csv": ["text/csv"], "/api/v1/exports/focus": ["text/csv"]}
+                     "/api/v1/invoices/{invoice_id}/csv": ["text/csv"], "/api/v1/exports/focus": ["text/csv"],
+                     "/api/v1/credit-notes/{credit_note_id}/pdf": ["application/pdf"],
+                     "/api/v1/debit-notes/{debit_note_id}/pdf": ["application/pdf"]}
 
 
 def test_conflicts_and_outages_are_documented_where_they_happen(schema):
     paths = schema["paths"]
 
     assert "409" in paths["/api/v1/invoices/{invoice_id}/finalize"]["post"]["responses"]
+    assert {"200", "201", "409", "422"} <= set(paths["/api/v1/usage-adjustments"]["post"]["responses"])
+    assert {"200", "201", "409"} <= set(paths["/api/v1/invoices/{invoice_id}/rerate"]["post"]["responses"])
     assert "409" in paths["/api/v1/customers/{customer_id}/contract"]["put"]["responses"]
     assert "409" in paths["/api/v1/clusters"]["post"]["responses"]
     assert "503" in paths["/api/v1/usage-events"]["post"]["responses"]

@@ -237,7 +237,7 @@ class TestPriceBookVersions:
         assert b'name="_save"' not in page.content and b'name="_continue"' not in page.content
         assert b'name="prices-0-unit_price"' not in page.content and b"2.500000" in page.content
         assert change.status_code == 403 and delete.status_code == 403
-        assert offered == {"copy_into_draft", "publish"}
+        assert offered == {"copy_into_draft", "draft_correction", "publish"}
         assert published.prices.get(model_tier="frontier", token_class="input").unit_price == Decimal("2.500000")
 
     def test_a_draft_must_start_on_the_hour(self, manager, draft):

@@ -89,7 +89,7 @@ class TestFinanceViewer:
         assert offered_actions(pages["invoice_changelist"]) == set()
         assert "HTTP 502" in pages["webhookdelivery_changelist"].content.decode()
         assert detail.status_code == 200
-        assert "Finalize" not in detail.context["invoice_actions"] and detail.context["invoice_actions"] == []
+        assert "Finalize" not in detail.context["object_actions"] and detail.context["object_actions"] == []
         assert "250.00" in detail.content.decode()
 
     def test_cannot_run_invoice_actions(self, viewer, draft, finalized):
@@ -171,8 +171,8 @@ class TestInvoiceActions:
         draft_page = manager.get(url("invoice_change", draft.pk))
         finalized_page = manager.get(url("invoice_change", finalized.pk))
 
-        assert [name for name, _ in draft_page.context["invoice_actions"]] == ["finalize"]
-        assert [name for name, _ in finalized_page.context["invoice_actions"]] == ["mark_paid", "void",
+        assert [name for name, _ in draft_page.context["object_actions"]] == ["finalize"]
+        assert [name for name, _ in finalized_page.context["object_actions"]] == ["mark_paid", "void",
                                                                                    "issue_credit_note"]
         assert "Monthly minimum commitment" in finalized_page.content.decode()  # the line, in the read-only inline
 

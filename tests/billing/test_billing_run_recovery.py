@@ -5,7 +5,6 @@ is re-driven to the end (service, admin), and a failed attempt is retried by the
 import base64
 import io
 import json
-import threading
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -30,6 +29,7 @@ from config.celery import app
 from metering.models import Customer
 from metering.services import catalog_model_create, model_tier_change
 from tests.billing.conftest import rollup
+from tests.conftest import at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 OCT = date(2026, 10, 1)
@@ -180,22 +180,12 @@ def test_two_attempts_of_a_finalizing_chunk_at_once_issue_each_invoice_once(list
     customers' row locks (as when a watchdog's copy and a straggler overlap)."""
     customers = [f"c-{i:02d}" for i in range(12)]
     customers_with_usage(customers)
-    errors = []
 
     def attempt():
-        try:
-            invoice_drafts_refresh(customer_ids=customers, period=OCT, as_of=T0)
-            invoices_issue(customer_ids=customers, period=OCT, actor="billing-run:test", as_of=T0)
-        except Exception as exc:  # surfaced by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
+        invoice_drafts_refresh(customer_ids=customers, period=OCT, as_of=T0)
+        invoices_issue(customer_ids=customers, period=OCT, actor="billing-run:test", as_of=T0)
 
-    threads = [threading.Thread(target=attempt) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = at_once(attempt, threads=4)
 
     assert errors == []
     invoices = Invoice.objects.filter(period=OCT)

@@ -551,3 +551,24 @@ def test_placement_skips_a_deployed_cluster_out_of_service(catalog, iad):
     result = unit_economics(start=T0, end=T0 + HOUR, group_by=["cluster"])
     assert [(row.keys["cluster"], row.figures.tokens) for row in result.rows] == [("iad-h100-a", 1010)]
     assert result.unplaced_tokens == 0
+
+    def test_an_adjustment_after_allocation_reallocates_its_hour(self, catalog, iad):
+        from tests.billing.test_rerating import SERVED, adjust, served, tokens
+        from tests.metering.factories import event
+
+        list_prices_publish()
+        body = event(**tokens(1_000_000, 10_000))
+        served(body, event(customer_id="globex", **tokens(1_000_000, 10_000)))
+        costs_allocate(start=SERVED, end=SERVED + HOUR, as_of=SERVED + 2 * HOUR)
+        before = dict(CostAllocation.objects.filter(hour=SERVED).values_list("customer_id", "hardware_cost"))
+
+        adjust(body, "adj-alloc", replacement=tokens(3_000_000, 30_000))  # recorded after the allocation
+        stale = hours_stale(start=SERVED, end=SERVED + HOUR)
+        costs_allocate_stale(start=SERVED, end=SERVED + HOUR, as_of=SERVED + 30 * 24 * HOUR)
+
+        after = dict(CostAllocation.objects.filter(hour=SERVED).values_list("customer_id", "hardware_cost"))
+        assert stale == [SERVED]
+        assert before["acme"] == before["globex"]
+        assert abs(after["acme"] - 3 * after["globex"]) <= Decimal("0.000004")  # micro-dollars, largest remainder
+        assert after["acme"] + after["globex"] == before["acme"] + before["globex"]
+        assert hours_stale(start=SERVED, end=SERVED + HOUR) == []
