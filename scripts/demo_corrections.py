@@ -20,15 +20,14 @@ def correction_show(*, period_start: datetime, consume, as_of: datetime) -> None
     from billing.services.rerating import period_rerate, period_rerate_preview
     from metering.models import UsageAdjustment, UsageEvent
     from metering.projections import rollup_differences
+    from metering.token_classes import FIELDS as TOKEN_FIELDS
 
-    invoice = Invoice.objects.filter(period=period_start.date(), status="finalized").order_by("-total").first()
+    invoice = (Invoice.objects.filter(period=period_start.date(), status="finalized")  # a minimum would absorb it
+               .exclude(lines__kind="minimum").order_by("-total").first())
     customer_id = invoice.customer.customer_id
-    event = (UsageEvent.objects.filter(customer_id=customer_id, occurred_at__gte=period_start, model="gpt-5.4",
-                                       cached_input_tokens=0, cache_write_tokens=0, cache_write_long_tokens=0,
-                                       audio_input_tokens=0, audio_output_tokens=0, provider_usage__isnull=True)
-             .order_by("occurred_at").first())
-    replacement = {"input_tokens": event.input_tokens * 40, "output_tokens": event.output_tokens * 40,
-                   "reasoning_tokens": min(event.reasoning_tokens * 40, event.output_tokens * 40)}
+    event = (UsageEvent.objects.filter(customer_id=customer_id, occurred_at__gte=period_start, input_tokens__gt=0)
+             .order_by("occurred_at", "id").first())
+    replacement = {name: getattr(event, name) * 25 for name in TOKEN_FIELDS}  # every part scaled: still valid
     adjustment = {"adjustment_id": f"demo-fix-{event.event_id}", "customer_id": customer_id,
                   "event_id": event.event_id, "action": "replace", "replacement": replacement,
                   "reason": "gateway under-counted a long streamed response"}

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.models import CreditNote, DebitNote, Invoice, Rerating
+from billing.models import AuditEntry, CreditNote, DebitNote, Invoice, Rerating, WebhookDelivery, WebhookEndpoint
 from billing.rating import round_cents
 from billing.services.contracts import contract_put
 from billing.services.invoices import invoice_drafts_refresh, invoice_finalize
@@ -94,6 +94,8 @@ class TestRerating:
         assert not Invoice.objects.filter(period=NOV, customer__customer_id="acme").exists()  # nothing late
 
     def test_a_replacement_crossing_a_band_is_a_debit_note_to_the_cent(self, banded):
+        WebhookEndpoint.objects.create(url="https://erp.example/hooks", secret="s" * 24,
+                                       events=["debit_note.issued"])
         body = event(**tokens(2_500_000))
         served(body, event(**tokens(400_000)))
         invoice = finalized()
@@ -109,6 +111,10 @@ class TestRerating:
         assert rerating.debit_note.number.startswith("DN-2026-")
         assert DebitNote.objects.get(pk=rerating.debit_note.pk).invoice_id == invoice.pk
         assert invoice_rerate_preview(invoice).differences == ()
+        sent = WebhookDelivery.objects.get(event="debit_note.issued")
+        assert sent.payload["data"] | {"number": rerating.debit_note.number, "amount": "2.93",
+                                       "invoice_number": invoice.number, "object": "debit_note"} == sent.payload["data"]
+        assert AuditEntry.objects.filter(action="debit_note.issue", object_id=str(rerating.debit_note.pk)).exists()
 
     def test_adjustments_before_finalization_are_in_the_invoice_not_rerated(self, banded):
         body = event(**tokens(1_000_000))
