@@ -2,6 +2,7 @@
 
     python -m bench.allocation [--rollups 1000000] [--clusters 200] [--runs days,month] [--seed 5]
     python -m bench.allocation --profile /tmp/allocation   # cProfile → /tmp/allocation-<run>.prof (slower)
+    python -m bench.allocation --leased 0.33 --rentals 10  # a mixed fleet: leases, rentals, carbon
 
 Builds, in a database of its own (`tokenledger_bench_costs`, or BENCH_COSTS_DATABASE_URL),
 a fleet of `--clusters` clusters (four SKUs; three datacenters with their PUE and power
@@ -14,6 +15,15 @@ are placed by the deployments, 0.5% are in a region with no deployment (unplaced
 token class of DESIGN.md §1 occurs (a third of the rollups write to the prompt cache, one
 in ten for an hour, one in twenty carry audio, half reason), and one SKU weighs the newer
 classes apart from the defaults.
+
+With `--leased F` a share F of the clusters (chosen with their own generator, so the rest
+of the data is the same as without) is leased: from one of two clouds, at a price per
+accelerator-hour, half of them with power included; one in eight of those leases starts
+only on the 3rd (the hours before are unpriced, reported), one in four changes price
+mid-month. With `--rentals N`, N clusters are rented to a customer that uses them, each for
+3–10 days: its hours are that customer's (its idle ones reserved idle) and the other
+customers' usage there is refused (unplaced, `rented_to_other_customer`). Either option also
+gives each datacenter a grid intensity and each SKU an embodied footprint (emissions).
 
 Then it times `infra_inventory.services.costs_allocate` over the month, in day-sized
 calls as `manage.py allocate_costs` makes them (`days`, into empty allocation tables)
@@ -69,8 +79,12 @@ INFRA_TABLES = (
     "infra_inventory_costallocation", "infra_inventory_clusterhourcost", "infra_inventory_unplacedusage",
     "infra_inventory_allocatedhour", "infra_inventory_powerreading", "infra_inventory_deployment",
     "infra_inventory_cluster", "infra_inventory_powercontract", "infra_inventory_datacenter",
-    "infra_inventory_hardwaresku",
+    "infra_inventory_hardwaresku", "infra_inventory_lease", "infra_inventory_gridintensity",
+    "infra_inventory_unpricedclusterhour", "billing_rental",
 )
+CLOUDS = (("CoreWeave", (1.9, 2.6)), ("AWS", (2.4, 3.3)))  # provider, USD per accelerator-hour range
+INTENSITIES = {"iad-1": "380", "iad-2": "410", "ams-1": "330"}  # gCO2e per kWh
+EMBODIED_KG = {"h100-sxm": "1300", "h200-sxm": "1400", "b200": "1700", "mi300x": "1500"}
 COPY_BASELINE_TABLE = "bench_costallocation_copy"
 
 
@@ -153,6 +167,65 @@ def readings_seed(fleet, rng: random.Random) -> dict[int, int]:
     return counts
 
 
+def mixed_seed(*, leased: float, rentals: int, seed: int) -> dict:
+    """Leases on a share of the clusters, rentals of `rentals` clusters to customers that use
+    them, grid intensities and embodied footprints (its own generator: the rest of the data
+    stays that of a plain run with the same seed)."""
+    from billing.services.capacity import rental_create
+    from infra_inventory.models import Cluster, Datacenter, GridIntensity, HardwareSku, Lease
+    from metering.models import Customer
+
+    rng = random.Random(f"{seed}-mixed")
+    for name, kg in EMBODIED_KG.items():
+        HardwareSku.objects.filter(name=name).update(embodied_kg_co2e=Decimal(kg))
+    GridIntensity.objects.bulk_create(
+        GridIntensity(datacenter=dc, effective_from=START - timedelta(days=365),
+                      g_co2e_per_kwh=Decimal(INTENSITIES[dc.name]))
+        for dc in Datacenter.objects.all())
+    clusters = list(Cluster.objects.order_by("name"))
+    chosen = rng.sample(clusters, round(len(clusters) * leased))
+    leases, unpriced_from_day3 = [], 0
+    for n, cluster in enumerate(chosen):
+        provider, (low, high) = CLOUDS[n % len(CLOUDS)]
+        price = Decimal(f"{rng.uniform(low, high):.4f}")
+        since = cluster.in_service_from
+        if n % 8 == 3:  # the lease arrives late: hours before it are unpriced
+            since, unpriced_from_day3 = max(since, START + timedelta(days=2)), unpriced_from_day3 + 1
+        leases.append(Lease(cluster=cluster, provider=provider, effective_from=since,
+                            price_per_accelerator_hour=price, includes_power=n % 2 == 0))
+        if n % 4 == 1 and since < START + timedelta(days=15):
+            leases.append(Lease(cluster=cluster, provider=provider, effective_from=START + timedelta(days=15),
+                                price_per_accelerator_hour=price * Decimal("0.9"), includes_power=n % 2 == 0))
+    Lease.objects.bulk_create(leases)
+    Cluster.objects.filter(pk__in=[c.pk for c in chosen]).update(ownership="leased")
+    rented = 0
+    with_usage = _rollup_customers_by_cluster()
+    candidates = [c for c in clusters if c.in_service_to is None and c.in_service_from <= START
+                  and with_usage.get(c.name)]
+    for cluster in rng.sample(candidates, min(rentals, len(candidates))):
+        customer_id = rng.choice(sorted(with_usage[cluster.name]))
+        Customer.objects.get_or_create(customer_id=customer_id, defaults={"name": customer_id})
+        begin = START + timedelta(days=rng.randint(0, 18))
+        rental_create(customer_id=customer_id, cluster=cluster.name, accelerator_hour_price=Decimal("3.20"),
+                      starts_at=begin, ends_at=begin + timedelta(days=rng.randint(3, 10)), actor="bench",
+                      as_of=START)
+        rented += 1
+    return {"leased_clusters": len(chosen), "leases": len(leases), "leases_starting_late": unpriced_from_day3,
+            "rentals": rented}
+
+
+def _rollup_customers_by_cluster() -> dict[str, set[str]]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT cluster, customer_id FROM metering_hourly_rollup WHERE cluster <> '' "
+                       "GROUP BY 1, 2")
+        found: dict[str, set[str]] = {}
+        for cluster, customer_id in cursor.fetchall():
+            found.setdefault(cluster, set()).add(customer_id)
+    return found
+
+
 def rollups_seed(*, rollups: int, clusters: list[dict], rng: random.Random, seed: int) -> dict:
     """COPY `rollups` hourly rollups over the month; every (customer, model, tier, region,
     cluster) key appears at most once an hour (the rollup's unique group)."""
@@ -219,10 +292,11 @@ def newer_classes(random_, input_tokens: int, output_tokens: int) -> tuple[int, 
 
 INVARIANT_SQL = """
 WITH shares AS (
-    SELECT cluster_id, hour, sum(hardware_cost) AS hardware, sum(power_cost) AS power, count(*) AS n
+    SELECT cluster_id, hour, sum(hardware_cost) AS hardware, sum(power_cost) AS power, count(*) AS n,
+           sum(hardware_cost + power_cost) FILTER (WHERE reserved_idle) AS reserved
     FROM infra_inventory_costallocation WHERE hour >= %(start)s AND hour < %(end)s GROUP BY 1, 2
 )
-SELECT count(*) AS cluster_hours,
+SELECT count(*) AS cluster_hours, coalesce(sum(s.reserved), 0) AS reserved_idle,
        count(*) FILTER (WHERE s.n IS NULL) AS idle_cluster_hours,
        coalesce(sum(c.hardware_cost + c.power_cost), 0) AS cost,
        coalesce(sum(s.hardware + s.power), 0) AS allocated,
@@ -248,32 +322,43 @@ SELECT (SELECT coalesce(sum(input_tokens + output_tokens), 0) FROM metering_hour
        (SELECT count(*) FROM infra_inventory_unplacedusage WHERE hour >= %(start)s AND hour < %(end)s)
            AS unplaced_rows,
        (SELECT count(*) FROM infra_inventory_clusterhourcost
-        WHERE hour >= %(start)s AND hour < %(end)s AND power_estimated) AS estimated_cluster_hours
+        WHERE hour >= %(start)s AND hour < %(end)s AND power_estimated) AS estimated_cluster_hours,
+       (SELECT coalesce(sum(tokens), 0) FROM infra_inventory_unpricedclusterhour
+        WHERE hour >= %(start)s AND hour < %(end)s) AS unpriced_tokens,
+       (SELECT count(*) FROM infra_inventory_unpricedclusterhour
+        WHERE hour >= %(start)s AND hour < %(end)s) AS unpriced_cluster_hours,
+       (SELECT coalesce(sum(tokens), 0) FROM infra_inventory_unplacedusage
+        WHERE hour >= %(start)s AND hour < %(end)s AND reason = 'rented_to_other_customer') AS refused_tokens
 """
 
 
 def invariant_check(start: datetime, end: datetime) -> dict:
-    """Σ allocated + idle == Σ cluster-hour cost, exactly (numeric in SQL, Decimal here),
-    every cluster-hour's shares == its cost, and every rollup token allocated or unplaced."""
+    """Σ allocated + idle + reserved idle == Σ cluster-hour cost, exactly (numeric in SQL,
+    Decimal here), every cluster-hour's shares (reserved idle included) == its cost, and every
+    rollup token allocated, unplaced (refused included) or unpriced."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute(INVARIANT_SQL, {"start": start, "end": end})
-        cluster_hours, idle_hours, cost, allocated, idle, mismatched, idle_weighted = cursor.fetchone()
+        cluster_hours, reserved, idle_hours, cost, shares, idle, mismatched, idle_weighted = cursor.fetchone()
         cursor.execute(TOKENS_SQL, {"start": start, "end": end})
-        rollup_tokens, allocated_tokens, unplaced_tokens, rows, unplaced_rows, estimated = cursor.fetchone()
-    assert all(isinstance(v, Decimal) for v in (cost, allocated, idle))
-    exact = allocated + idle == cost and mismatched == 0 and idle_weighted == 0
+        (rollup_tokens, allocated_tokens, unplaced_tokens, rows, unplaced_rows, estimated, unpriced_tokens,
+         unpriced_hours, refused_tokens) = cursor.fetchone()
+    assert all(isinstance(v, Decimal) for v in (cost, shares, idle, reserved))
+    allocated = shares - reserved  # to usage
+    exact = allocated + idle + reserved == cost and mismatched == 0 and idle_weighted == 0
+    conserved = int(rollup_tokens) == int(allocated_tokens) + int(unplaced_tokens) + int(unpriced_tokens)
     return {
         "cluster_hours": cluster_hours, "idle_cluster_hours": idle_hours, "power_estimated_cluster_hours": estimated,
-        "allocation_rows": rows, "unplaced_rows": unplaced_rows,
+        "unpriced_cluster_hours": unpriced_hours, "allocation_rows": rows, "unplaced_rows": unplaced_rows,
         "cost_usd": str(cost), "allocated_usd": str(allocated), "idle_usd": str(idle),
-        "allocated_plus_idle_equals_cost": allocated + idle == cost,
+        "reserved_idle_usd": str(reserved),
+        "allocated_plus_idle_plus_reserved_idle_equals_cost": exact,
         "cluster_hours_shares_not_equal_cost": mismatched,
         "tokens": {"rollups": int(rollup_tokens), "allocated": int(allocated_tokens),
-                   "unplaced": int(unplaced_tokens),
-                   "conserved": int(rollup_tokens) == int(allocated_tokens) + int(unplaced_tokens)},
-        "ok": exact and int(rollup_tokens) == int(allocated_tokens) + int(unplaced_tokens),
+                   "unplaced": int(unplaced_tokens), "refused_on_rented": int(refused_tokens),
+                   "unpriced": int(unpriced_tokens), "conserved": conserved},
+        "ok": exact and conserved,
     }
 
 
@@ -365,6 +450,8 @@ def main() -> None:
     parser.add_argument("--runs", default="days,days-2jobs,month",
                         help="days, days-2jobs and/or month (comma-separated), in order")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--leased", type=float, default=0.0, help="share of the clusters leased (e.g. 0.33)")
+    parser.add_argument("--rentals", type=int, default=0, help="clusters rented to a customer for 3–10 days")
     parser.add_argument("--profile", help="cProfile each run to <PROFILE>-<run>.prof (slows the run)")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_COSTS_DATABASE_URL", DATABASE_URL_DEFAULT))
     args = parser.parse_args()
@@ -384,6 +471,8 @@ def main() -> None:
     began = time.perf_counter()
     seeded = rollups_seed(rollups=args.rollups, clusters=clusters, rng=rng, seed=args.seed)
     rollups_s = time.perf_counter() - began
+    mixed = mixed_seed(leased=args.leased, rentals=args.rentals, seed=args.seed) if args.leased or args.rentals \
+        else None
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE metering_hourly_rollup")
         cursor.execute("ANALYZE infra_inventory_powerreading")
@@ -394,6 +483,7 @@ def main() -> None:
         "hourly_rollup_rows": seeded["rows"], "rollup_keys": seeded["keys"],
         "seed_fleet_s": round(fleet_s, 2), "seed_rollups_copy_s": round(rollups_s, 2),
         "rollup_rows_per_s_copy": round(seeded["rows"] / rollups_s),
+        "mixed": mixed,
     }
     figures["runs"] = {}
     for mode in [m.strip() for m in args.runs.split(",") if m.strip()]:

@@ -78,7 +78,8 @@ class UsageRowSerializer(serializers.Serializer):
     reasoning_tokens = serializers.IntegerField(
         help_text="The reasoning part of output_tokens: reported, priced as output.")
     amount = MoneyField(allow_null=True, help_text="Every priced token class at the unit prices in force; null where "
-                                                   "some of the usage has no price.")
+                                                   "some of the usage has no price. Usage a customer served from a "
+                                                   "cluster it rents is counted, not priced (the rental covers it).")
 
 
 class UsageApi(APIView):
@@ -354,10 +355,12 @@ class InvoiceLineSerializer(serializers.Serializer):
     service_tier = serializers.CharField(allow_null=True)
     token_class = serializers.ChoiceField(choices=TokenClass.values, allow_null=True)
     tokens = serializers.IntegerField(allow_null=True)
-    unit_price = UnitPriceField(allow_null=True, help_text="USD per 1,000,000 tokens.")
+    unit_price = UnitPriceField(allow_null=True, help_text="USD per 1,000,000 tokens; on capacity lines, USD per "
+                                                           "unit-hour (or accelerator-hour).")
     amount = MoneyField()
     period = PeriodField(allow_null=True, help_text="YYYY-MM of the usage, on late usage lines.")
-    usage_start = serializers.DateTimeField(allow_null=True, help_text="Usage lines: [usage_start, usage_end).")
+    usage_start = serializers.DateTimeField(allow_null=True, help_text="Usage lines: [usage_start, usage_end); "
+                                                                       "capacity lines: the hours of the term billed.")
     usage_end = serializers.DateTimeField(allow_null=True)
 
 

@@ -42,7 +42,8 @@ MARGIN = 18 * mm
 LINE_COLUMN_WIDTHS = (66 * mm, 28 * mm, 28 * mm, 27 * mm, 30 * mm)
 NOTE_COLUMN_WIDTHS = (35 * mm, 25 * mm, 25 * mm, 94 * mm)
 RERATING_COLUMN_WIDTHS = (64 * mm, 22 * mm, 22 * mm, 23 * mm, 23 * mm, 25 * mm)
-RERATING_KIND_LABELS = {"discount": "Discount", "minimum": "Monthly minimum commitment"}
+RERATING_KIND_LABELS = {"capacity": "Capacity (reservations and rentals)", "discount": "Discount",
+                        "minimum": "Monthly minimum commitment"}
 GRID = [("FONT", (0, 0), (-1, -1), "Helvetica", 9), ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 9),
         ("LINEBELOW", (0, 0), (-1, 0), 0.75, colors.black), ("VALIGN", (0, 0), (-1, -1), "TOP"),
         ("ALIGN", (1, 0), (-1, -1), "RIGHT")]
@@ -113,7 +114,7 @@ def _lines_table(lines: list[InvoiceLine], *, currency: str) -> Table:
     header = ["Description", "Usage period", "Tokens", "Unit price / 1M", f"Amount ({currency})"]
     rows = [[_paragraph(line.description, "Cell"), _paragraph(usage_dates_text(line), "Cell"),
              f"{line.tokens:,}" if line.kind in USAGE_KINDS else "",
-             unit_price_text(line.unit_price) or "", _amount(line.amount)] for line in lines]
+             _unit_price_cell(line), _amount(line.amount)] for line in lines]
     # Rules, not filled rows, so a watermark drawn under the page content stays visible.
     style = [*GRID, ("LINEBELOW", (0, 1), (-1, -1), 0.25, colors.lightgrey)]
     return Table([header, *rows], colWidths=LINE_COLUMN_WIDTHS, repeatRows=1, style=TableStyle(style))
@@ -266,6 +267,12 @@ def _amount(amount: Decimal) -> str:
 
 def _sum(amounts: Iterable[Decimal]) -> Decimal:
     return sum(amounts, Decimal(0))
+
+
+def _unit_price_cell(line: InvoiceLine) -> str:
+    """Per 1M tokens, as the column says; a capacity line's price is per unit-hour."""
+    price = unit_price_text(line.unit_price) or ""
+    return f"{price} / h" if price and line.kind == InvoiceLine.Kind.CAPACITY else price
 
 
 def usage_dates_text(line: InvoiceLine) -> str:

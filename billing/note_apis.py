@@ -22,7 +22,7 @@ from config.openapi import MoneyField, page_of
 
 PK_MAX = 2**63 - 1  # bigint: a larger id can match no row, and Postgres would refuse it
 RERATING_LINE_KINDS = [InvoiceLine.Kind.USAGE, InvoiceLine.Kind.LATE_USAGE, InvoiceLine.Kind.DISCOUNT,
-                       InvoiceLine.Kind.MINIMUM]
+                       InvoiceLine.Kind.MINIMUM, InvoiceLine.Kind.CAPACITY]
 
 
 def notes_visible(request, model: type[CreditNote] | type[DebitNote]):

@@ -1,7 +1,7 @@
 """The finance groups and what each may do, kept in sync on every migrate.
 
-- finance-manager: publishes prices, changes contracts, grants credits, adds service tiers,
-  applies re-ratings, and reads everything.
+- finance-manager: publishes prices, changes contracts, adds reservation versions and
+  rentals (and ends them earlier), grants credits, adds service tiers, applies re-ratings, and reads everything.
 - finance-viewer: reads billing and metering data, changes nothing.
 """
 
@@ -15,12 +15,14 @@ MANAGER_EXTRA = {
                 "delete_price", "add_contract", "change_contract", "add_contractprice", "change_contractprice",
                 "delete_contractprice", "add_contractvolumeband", "change_contractvolumeband",
                 "delete_contractvolumeband", "add_creditentry", "add_billingrun", "change_invoice", "add_creditnote",
-                "add_rerating"],
+                "add_rerating", "add_reservation", "change_reservation", "add_rental",
+                "change_rental"],
     "metering": ["add_servicetier", "change_servicetier"],
     # The fleet inventory and measured power; the allocation tables are derived, never edited.
     "infra_inventory": ["add_hardwaresku", "change_hardwaresku", "add_datacenter", "change_datacenter",
                         "add_powercontract", "change_powercontract", "add_cluster", "change_cluster",
-                        "add_deployment", "change_deployment", "add_powerreading", "change_powerreading"],
+                        "add_deployment", "change_deployment", "add_powerreading", "change_powerreading",
+                        "add_lease", "change_lease", "add_gridintensity", "change_gridintensity"],
 }
 
 

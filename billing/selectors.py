@@ -9,10 +9,10 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import OuterRef, Q, Subquery, Sum
 
-from billing.models import Contract, CreditEntry, PriceBook
+from billing.models import Contract, CreditEntry, PriceBook, Rental, Reservation
 from billing.rating import (
-    Band, ContractTerms, PriceBookVersion, PriceMissing, PriceSchedule, Quantity, RatedInvoice, TierAssignment,
-    invoice_rate, usage_amount,
+    Band, CapacityTerm, ContractTerms, PriceBookVersion, PriceMissing, PriceSchedule, Quantity, RatedInvoice,
+    TierAssignment, invoice_rate, usage_amount,
 )
 from metering import selectors as metering_selectors
 from metering.token_classes import FIELDS as TOKEN_FIELDS
@@ -46,6 +46,113 @@ def published_price_books():
     corrections = PriceBook.objects.filter(status=PriceBook.Status.PUBLISHED, corrects=OuterRef("pk"))
     return (PriceBook.objects.filter(status=PriceBook.Status.PUBLISHED).prefetch_related("prices")
             .annotate(superseded_by_id=Subquery(corrections.values("pk")[:1])))
+
+
+@dataclass(frozen=True)
+class RentalTerm:
+    """A cluster rented to a customer over [starts_at, ends_at) (ends_at None: open)."""
+
+    cluster: str
+    customer_id: str
+    starts_at: datetime
+    ends_at: datetime | None
+    accelerator_hour_price: Decimal
+
+    def covers(self, hour: datetime) -> bool:
+        return self.starts_at <= hour and (self.ends_at is None or hour < self.ends_at)
+
+
+def rentals_overlapping(*, start: datetime, end: datetime) -> list[RentalTerm]:
+    """Every rental whose term overlaps [start, end), for cost allocation and invoicing."""
+    rentals = (Rental.objects.filter(starts_at__lt=end).filter(Q(ends_at__isnull=True) | Q(ends_at__gt=start))
+               .select_related("cluster", "customer").order_by("cluster__name", "starts_at"))
+    return [RentalTerm(r.cluster.name, r.customer.customer_id, r.starts_at, r.ends_at, r.accelerator_hour_price)
+            for r in rentals]
+
+
+def _covered(alias: str, hour: str) -> str:
+    """SQL: the row `alias` (customer_id, cluster) at `hour` is usage its customer served from
+    a cluster it rented in that hour: metered and shown, never priced (DESIGN.md §2, the
+    rental covers it). Rating, the usage recorded as billed and late usage all leave it out
+    the same way, so it is never billed later as late usage either."""
+    return f"""EXISTS (
+        SELECT 1 FROM billing_rental rt
+        JOIN metering_customer rc ON rc.id = rt.customer_id
+        JOIN infra_inventory_cluster rcl ON rcl.id = rt.cluster_id
+        WHERE rc.customer_id = {alias}.customer_id AND rcl.name = {alias}.cluster
+          AND rt.starts_at <= {hour} AND (rt.ends_at IS NULL OR {hour} < rt.ends_at))"""
+
+
+def billable_hourly_sums(*, customer_ids: list[str] | None, start: datetime, end: datetime) -> list[tuple]:
+    """Like `metering.selectors.rollup_hourly_sums`, without the usage rentals cover: what
+    an invoice of [start, end) rates and records as billed."""
+    customer_filter = "AND r.customer_id = ANY(%(customers)s)" if customer_ids is not None else ""
+    sql = f"""
+        SELECT r.customer_id, r.model, r.service_tier, r.hour, {_sums("r", cast=True)}
+        FROM metering_hourly_rollup r
+        WHERE r.hour >= %(start)s AND r.hour < %(end)s {customer_filter} AND NOT {_covered("r", "r.hour")}
+        GROUP BY 1, 2, 3, 4
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"start": start, "end": end, "customers": customer_ids})
+        return cursor.fetchall()
+
+
+def adjustment_billable_hourly_sums(*, customer_id: str, start: datetime, end: datetime, after_id: int
+                                    ) -> list[tuple]:
+    """Like `metering.selectors.adjustment_hourly_sums`, without adjustments of usage a
+    rental covers (that usage was never billed, so its corrections are not re-rated)."""
+    hour = "date_trunc('hour', a.occurred_at, 'UTC')"
+    sql = f"""
+        SELECT a.customer_id, a.model, a.service_tier, {hour} AS hour, {_sums("a", cast=True)}
+        FROM metering_usage_adjustment a
+        WHERE a.customer_id = %(customer)s AND a.occurred_at >= %(start)s AND a.occurred_at < %(end)s
+          AND a.id > %(after)s AND NOT {_covered("a", hour)}
+        GROUP BY 1, 2, 3, 4
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"customer": customer_id, "start": start, "end": end, "after": after_id})
+        return cursor.fetchall()
+
+
+def _rental_covered_tokens(*, customer_ids: list[str] | None, start: datetime, end: datetime) -> dict[int, int]:
+    """Tokens (input + output) each rental covers in [start, end), by rental id."""
+    sql = """
+        SELECT rt.id, sum(r.input_tokens + r.output_tokens)::bigint
+        FROM billing_rental rt
+        JOIN metering_customer rc ON rc.id = rt.customer_id
+        JOIN infra_inventory_cluster rcl ON rcl.id = rt.cluster_id
+        JOIN metering_hourly_rollup r ON r.customer_id = rc.customer_id AND r.cluster = rcl.name
+             AND r.hour >= rt.starts_at AND (rt.ends_at IS NULL OR r.hour < rt.ends_at)
+        WHERE r.hour >= %(start)s AND r.hour < %(end)s
+          AND (%(customers)s::text[] IS NULL OR rc.customer_id = ANY(%(customers)s))
+        GROUP BY 1
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"start": start, "end": end, "customers": customer_ids})
+        return dict(cursor.fetchall())
+
+
+def capacity_terms(*, customer_ids: list[str] | None, start: datetime, end: datetime
+                   ) -> dict[str, list[CapacityTerm]]:
+    """Every reservation and rental overlapping [start, end), per customer."""
+    overlapping = Q(starts_at__lt=end) & (Q(ends_at__isnull=True) | Q(ends_at__gt=start))
+    reservations = Reservation.objects.filter(overlapping).select_related("customer", "cluster")
+    rentals = Rental.objects.filter(overlapping).select_related("customer", "cluster")
+    if customer_ids is not None:
+        reservations = reservations.filter(customer__customer_id__in=customer_ids)
+        rentals = rentals.filter(customer__customer_id__in=customer_ids)
+    covered = _rental_covered_tokens(customer_ids=customer_ids, start=start, end=end)
+    terms: dict[str, list[CapacityTerm]] = defaultdict(list)
+    for r in reservations:
+        terms[r.customer.customer_id].append(CapacityTerm(
+            "reservation", r.model_tier, r.units, r.unit_hour_price, r.starts_at, r.ends_at,
+            cluster=r.cluster.name if r.cluster else ""))
+    for r in rentals:
+        terms[r.customer.customer_id].append(CapacityTerm(
+            "rental", r.cluster.name, r.accelerator_count, r.accelerator_hour_price, r.starts_at, r.ends_at,
+            cluster=r.cluster.name, covered_tokens=covered.get(r.pk, 0)))
+    return dict(terms)
 
 
 def _period_contracts(start: datetime, end: datetime):
@@ -137,8 +244,8 @@ def segment_boundaries(schedule: PriceSchedule, start: datetime, end: datetime) 
     return sorted({*months, *schedule.boundaries(start, end)})
 
 
-def _sums(alias: str) -> str:
-    return ", ".join(f"sum({alias}.{name}) AS {name}" for name in TOKEN_FIELDS)
+def _sums(alias: str, *, cast: bool = False) -> str:
+    return ", ".join(f"sum({alias}.{name}){'::bigint' if cast else ''} AS {name}" for name in TOKEN_FIELDS)
 
 
 LATE_USAGE_SQL = f"""
@@ -156,6 +263,7 @@ WITH closed AS (
     SELECT r.customer_id, r.model, r.service_tier, r.hour, {_sums("r")}
     FROM metering_hourly_rollup r
     JOIN closed ON closed.customer_id = r.customer_id AND r.hour >= closed.start_at AND r.hour < closed.end_at
+    WHERE NOT {_covered("r", "r.hour")}  -- never billed, never late
     GROUP BY 1, 2, 3, 4
 ), billed AS (
     SELECT b.customer_id, b.model, b.service_tier, b.hour, {_sums("b")}
@@ -168,6 +276,7 @@ WITH closed AS (
     FROM metering_usage_adjustment a
     JOIN closed ON closed.customer_id = a.customer_id AND a.occurred_at >= closed.start_at
                AND a.occurred_at < closed.end_at AND a.id > closed.adjustments_through
+    WHERE NOT {_covered("a", "date_trunc('hour', a.occurred_at, 'UTC')")}
     GROUP BY 1, 2, 3, 4
 ), late AS (
     SELECT customer_id, model, service_tier, hour,
@@ -184,8 +293,8 @@ WHERE ({", ".join(TOKEN_FIELDS)}) IS DISTINCT FROM ({", ".join("0" for _ in TOKE
 def late_usage_rows(*, customer_ids: list[str] | None, period_start: datetime) -> list[tuple]:
     """Hourly usage in periods already finalized (or paid) that their invoices did not
     bill: rollups minus billed usage, minus what adjustments recorded after finalization
-    changed (re-rating bills those). Only periods within three months can still receive
-    events (the lateness limit is 35 days)."""
+    changed (re-rating bills those), leaving out the usage rentals cover as rating does.
+    Only periods within three months can still receive events (the lateness limit is 35 days)."""
     horizon = month_bounds(period_start - timedelta(days=92))[0]
     with connection.cursor() as cursor:
         cursor.execute(LATE_USAGE_SQL, {"period": period_start.date(), "horizon": horizon.date(),
@@ -211,14 +320,20 @@ def _group_value(key: str, row: dict, schedule: PriceSchedule):
 def usage_report(*, customer_id: str | None, start: datetime, end: datetime, group_by: list[str]) -> list[dict]:
     """Usage rows for GET /usage: token sums per customer and group, and `amount` rated at
     the unit prices in force (book and contract overrides), before contract-level discounts.
-    `amount` is null where some usage in the row has no price."""
+    `amount` is null where some usage in the row has no price. Usage a customer served from a
+    cluster it rents is counted but not priced (the rental covers it)."""
     schedule = price_schedule()
+    rentals: dict[tuple[str, str], list[RentalTerm]] = defaultdict(list)
+    for rental in rentals_overlapping(start=start, end=end):
+        rentals[(rental.customer_id, rental.cluster)].append(rental)
     groups: dict[tuple, dict] = {}
     for row in metering_selectors.usage_hourly_rows(customer_id=customer_id, start=start, end=end):
         key = (row["customer_id"], *(_group_value(k, row, schedule) for k in group_by))
         group = groups.setdefault(key, {**{f: 0 for f in USAGE_SUMS}, "quantities": []})
         for field in USAGE_SUMS:
             group[field] += row[field]
+        if any(r.covers(row["hour"]) for r in rentals.get((row["customer_id"], row["cluster"]), ())):
+            continue  # served from a cluster the customer rents: the rental covers it
         group["quantities"].extend(quantities_from_rows([(
             row["customer_id"], row["model"], row["service_tier"], row["hour"],
             *(row[name] for name in TOKEN_FIELDS))])[row["customer_id"]])
@@ -237,7 +352,8 @@ def usage_report(*, customer_id: str | None, start: datetime, end: datetime, gro
 
 @dataclass(frozen=True)
 class PeriodUsage:
-    """Everything an invoice of one period rates: own hourly usage and late hourly usage."""
+    """Everything an invoice of one period rates: own hourly usage and late hourly usage
+    (without the usage rentals cover)."""
 
     own: list[tuple]
     late: list[tuple]
@@ -245,7 +361,7 @@ class PeriodUsage:
 
 def period_usage(*, customer_ids: list[str] | None, start: datetime, end: datetime) -> PeriodUsage:
     return PeriodUsage(
-        own=metering_selectors.rollup_hourly_sums(customer_ids=customer_ids, start=start, end=end),
+        own=billable_hourly_sums(customer_ids=customer_ids, start=start, end=end),
         late=late_usage_rows(customer_ids=customer_ids, period_start=start),
     )
 
@@ -253,7 +369,7 @@ def period_usage(*, customer_ids: list[str] | None, start: datetime, end: dateti
 def period_rate(*, customer_ids: list[str] | None, start: datetime, end: datetime,
                 usage: PeriodUsage | None = None, with_credits: bool = True) -> dict[str, RatedInvoice]:
     """Rate [start, end) for many customers at once: a query each for usage, late usage,
-    contracts and credit balances, then the rating engine per customer with usage or a
+    contracts, reservations and rentals, and credit balances, then the rating engine per customer with usage or a
     contract. `usage` may be given (a finalization rates exactly what it snapshots; a
     re-rating what was billed, corrected); without credits, no prepaid credit is applied."""
     schedule = price_schedule()
@@ -262,12 +378,14 @@ def period_rate(*, customer_ids: list[str] | None, start: datetime, end: datetim
     late_start = month_bounds(min((row[3] for row in usage.late), default=start))[0]
     late = quantities_from_rows(usage.late, boundaries=segment_boundaries(schedule, late_start, start), end=start)
     terms = terms_for_customers(customer_ids=customer_ids, start=start, end=end)
+    capacity = capacity_terms(customer_ids=customer_ids, start=start, end=end)
     balances = credit_balances(customer_ids=customer_ids) if with_credits else {}
     return {
         customer_id: invoice_rate(usage=own.get(customer_id, []), late_usage=late.get(customer_id, []),
                                   schedule=schedule, terms=terms.get(customer_id, ContractTerms()),
-                                  credit_balance=balances.get(customer_id, Decimal(0)))
-        for customer_id in sorted(own.keys() | late.keys() | terms.keys() | set(customer_ids or ()))
+                                  credit_balance=balances.get(customer_id, Decimal(0)),
+                                  capacity=capacity.get(customer_id, ()), period=(start, end))
+        for customer_id in sorted(own.keys() | late.keys() | terms.keys() | capacity.keys() | set(customer_ids or ()))
     }
 
 

@@ -1,8 +1,9 @@
 """Admin for finance staff: the fleet inventory and measured power, and the cost allocation.
 
-- The inventory (SKUs, datacenters, power contracts, clusters, deployments) is added and
-  changed by whoever holds the model permissions: superusers and finance managers
-  (billing/permissions.py); finance viewers read it.
+- The inventory (SKUs, datacenters, power contracts, grid intensities, clusters, leases,
+  deployments) is added and changed by whoever holds the model permissions: superusers and
+  finance managers (billing/permissions.py); finance viewers read it. A lease is only for a
+  leased cluster, as in the API.
 - Power readings are written only through `power_readings_record`, the service behind
   `POST /power-readings`: one on the form, or many by CSV import on the list. So the admin
   keeps the API's rules, and a changed value gets a new `received_at`, which makes the
@@ -10,12 +11,21 @@
   would not make its hour stale.
 - The allocation tables are a projection the allocator rebuilds, and margin alerts are what
   was announced: read-only for everyone.
-- Editing the inventory does not re-allocate hours already allocated; the page says so.
+- Every save of an inventory row sets its `updated_at`, so the hours it prices are
+  allocated again by the next scheduled run (services.hours_stale) back as far as the task
+  looks (USAGE_LATENESS_DAYS + 1 days); older hours by `manage.py allocate_costs`. A form
+  saved unchanged writes nothing, so it re-allocates nothing. The key of an effective-dated
+  row (its cluster or datacenter and `effective_from`) and a deployment's cluster are not edited:
+  another start is another version, and an edit that moved it would leave the hours it
+  no longer prices unseen. A deleted lease, power contract, grid intensity or deployment
+  leaves no row to compare, so deleting one touches its cluster or datacenter instead,
+  whose hours are then all allocated again.
 """
 
 import csv
 import io
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
@@ -30,16 +40,15 @@ from infra_inventory.inventory_services import (
 )
 from infra_inventory.allocation import TOKEN_CLASSES
 from infra_inventory.models import (
-    TOKEN_COLUMNS, AllocatedHour, Cluster, ClusterHourCost, CostAllocation, Datacenter, Deployment, HardwareSku,
-    MarginAlert,
-    PowerContract, PowerReading, UnplacedUsage,
+    TOKEN_COLUMNS, AllocatedHour, Cluster, ClusterHourCost, CostAllocation, Datacenter, Deployment, GridIntensity,
+    HardwareSku, Lease, MarginAlert, PowerContract, PowerReading, UnplacedUsage, UnpricedClusterHour,
 )
 from metering.models import CatalogModel
 
 CSV_BYTES_MAX = 5 * 1024 * 1024
 ROW_ERRORS_SHOWN = 200
-NOT_REALLOCATED = ("Hours already allocated keep the costs they were given until they are allocated again: run "
-                   "`manage.py allocate_costs --from … --to …` over the hours this change affects.")
+NOT_REALLOCATED = ("The hours this change prices are allocated again by the next scheduled allocation, back "
+                   "{days} days; for older hours run `manage.py allocate_costs --from … --to …`.")
 
 
 # --- the inventory ------------------------------------------------------------------------
@@ -61,10 +70,39 @@ class OnTheHourForm(forms.ModelForm):
 
 class InventoryAdmin(admin.ModelAdmin):
     form = OnTheHourForm
+    key_fields: tuple[str, ...] = ()  # read-only once created (see the module docstring)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), *(self.key_fields if obj is not None else ())]
 
     def save_model(self, request, obj, form, change):
+        if change and not form.has_changed():
+            return  # a new updated_at would re-allocate hours for nothing
         super().save_model(request, obj, form, change)
-        messages.warning(request, NOT_REALLOCATED)
+        messages.warning(request, NOT_REALLOCATED.format(days=settings.USAGE_LATENESS_DAYS + 1))
+
+    def owner_touched(self, obj) -> None:
+        """After a delete: the row that owns `obj` counts as changed (see the module docstring)."""
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        self.owner_touched(obj)
+
+    def delete_queryset(self, request, queryset):
+        deleted = list(queryset)
+        super().delete_queryset(request, queryset)
+        for obj in deleted:
+            self.owner_touched(obj)
+
+
+class ClusterOwnedAdmin(InventoryAdmin):
+    def owner_touched(self, obj) -> None:
+        Cluster.objects.filter(pk=obj.cluster_id).update(updated_at=timezone.now())
+
+
+class DatacenterOwnedAdmin(InventoryAdmin):
+    def owner_touched(self, obj) -> None:
+        Datacenter.objects.filter(pk=obj.datacenter_id).update(updated_at=timezone.now())
 
 
 WEIGHT_FIELDS = [f"weight_{token_class}" for token_class in TOKEN_CLASSES]
@@ -73,11 +111,12 @@ WEIGHT_FIELDS = [f"weight_{token_class}" for token_class in TOKEN_CLASSES]
 @admin.register(HardwareSku)
 class HardwareSkuAdmin(InventoryAdmin):
     list_display = ["name", "vendor", "accelerator", "unit_cost", "amortization_months", "board_watts",
-                    *WEIGHT_FIELDS]
+                    "embodied_kg_co2e", *WEIGHT_FIELDS]
     list_filter = ["vendor"]
     search_fields = ["name", "vendor", "accelerator"]
     fieldsets = [
-        (None, {"fields": ["name", "vendor", "accelerator", "unit_cost", "amortization_months", "board_watts"]}),
+        (None, {"fields": ["name", "vendor", "accelerator", "unit_cost", "amortization_months", "board_watts",
+                           "embodied_kg_co2e"]}),
         ("Token weights", {"fields": WEIGHT_FIELDS, "description": (
             "How a cluster-hour's cost is shared among the token classes it served, relative to an uncached "
             "prompt token (DESIGN.md §4). Each field says why its default is what it is.")}),
@@ -96,8 +135,9 @@ class PowerContractForm(OnTheHourForm):
 
 
 @admin.register(PowerContract)
-class PowerContractAdmin(InventoryAdmin):
+class PowerContractAdmin(DatacenterOwnedAdmin):
     form = PowerContractForm
+    key_fields = ("datacenter", "effective_from")
     list_display = ["datacenter", "effective_from", "price_per_kwh"]
     list_filter = ["datacenter"]
     list_select_related = ["datacenter"]
@@ -108,13 +148,49 @@ class ClusterForm(OnTheHourForm):
     hour_fields = ("in_service_from", "in_service_to")
 
 
+class GridIntensityForm(OnTheHourForm):
+    hour_fields = ("effective_from",)
+
+
+@admin.register(GridIntensity)
+class GridIntensityAdmin(DatacenterOwnedAdmin):
+    form = GridIntensityForm
+    key_fields = ("datacenter", "effective_from")
+    list_display = ["datacenter", "effective_from", "g_co2e_per_kwh"]
+    list_filter = ["datacenter"]
+    list_select_related = ["datacenter"]
+    date_hierarchy = "effective_from"
+
+
 @admin.register(Cluster)
 class ClusterAdmin(InventoryAdmin):
     form = ClusterForm
-    list_display = ["name", "datacenter", "sku", "accelerator_count", "in_service_from", "in_service_to"]
-    list_filter = ["datacenter", "sku", ("in_service_to", admin.EmptyFieldListFilter)]
+    list_display = ["name", "datacenter", "sku", "accelerator_count", "ownership", "in_service_from", "in_service_to"]
+    list_filter = ["ownership", "datacenter", "sku", ("in_service_to", admin.EmptyFieldListFilter)]
     list_select_related = ["datacenter", "sku"]
     search_fields = ["name"]
+
+
+class LeaseForm(OnTheHourForm):
+    hour_fields = ("effective_from",)
+
+    def clean(self):
+        cleaned = super().clean()
+        cluster = cleaned.get("cluster")
+        if cluster is not None and cluster.ownership != Cluster.Ownership.LEASED:
+            self.add_error("cluster", f"{cluster.name} is owned: only a leased cluster has a lease.")
+        return cleaned
+
+
+@admin.register(Lease)
+class LeaseAdmin(ClusterOwnedAdmin):
+    form = LeaseForm
+    key_fields = ("cluster", "effective_from")
+    list_display = ["cluster", "provider", "effective_from", "price_per_accelerator_hour", "includes_power",
+                    "committed_until"]
+    list_filter = ["provider", "includes_power", "cluster"]
+    list_select_related = ["cluster"]
+    date_hierarchy = "effective_from"
 
 
 def catalog_choices():
@@ -126,8 +202,9 @@ class DeploymentForm(OnTheHourForm):
 
 
 @admin.register(Deployment)
-class DeploymentAdmin(InventoryAdmin):
+class DeploymentAdmin(ClusterOwnedAdmin):
     form = DeploymentForm
+    key_fields = ("cluster",)  # model and region: the hours it matters in are its cluster's either way
     list_display = ["model", "region", "cluster", "share"]
     list_filter = ["model", "region", "cluster"]
     list_select_related = ["cluster"]
@@ -284,8 +361,8 @@ class PowerReadingAdmin(admin.ModelAdmin):
 @admin.register(ClusterHourCost)
 class ClusterHourCostAdmin(ReadOnlyAdmin):
     list_display = ["hour", "cluster", "hardware_cost", "power_cost", "it_kwh", "energy_kwh", "power_estimated",
-                    "weighted_tokens"]
-    list_filter = ["cluster", "power_estimated"]
+                    "weighted_tokens", "emissions_kg_co2e", "grid_intensity_missing", "rented_to"]
+    list_filter = ["cluster", "power_estimated", "grid_intensity_missing"]
     list_select_related = ["cluster"]
     date_hierarchy = "hour"
     show_full_result_count = False
@@ -294,8 +371,8 @@ class ClusterHourCostAdmin(ReadOnlyAdmin):
 @admin.register(CostAllocation)
 class CostAllocationAdmin(ReadOnlyAdmin):
     list_display = ["hour", "cluster", "customer_id", "model", "service_tier", *TOKEN_COLUMNS, "weighted_tokens",
-                    "hardware_cost", "power_cost", "energy_kwh"]
-    list_filter = ["cluster", "service_tier", "model"]
+                    "hardware_cost", "power_cost", "energy_kwh", "emissions_kg_co2e", "reserved_idle"]
+    list_filter = ["reserved_idle", "cluster", "service_tier", "model"]
     list_select_related = ["cluster"]
     search_fields = ["=customer_id", "=model"]
     date_hierarchy = "hour"
@@ -304,9 +381,20 @@ class CostAllocationAdmin(ReadOnlyAdmin):
 
 @admin.register(UnplacedUsage)
 class UnplacedUsageAdmin(ReadOnlyAdmin):
-    list_display = ["hour", "customer_id", "model", "region", "tokens"]
-    list_filter = ["model", "region"]
+    list_display = ["hour", "customer_id", "model", "region", "cluster", "reason", "tokens"]
+    list_filter = ["reason", "model", "region"]
     search_fields = ["=customer_id"]
+    date_hierarchy = "hour"
+    show_full_result_count = False
+
+
+@admin.register(UnpricedClusterHour)
+class UnpricedClusterHourAdmin(ReadOnlyAdmin):
+    """Leased cluster-hours with no lease in force: add the lease, then allocate the hours again."""
+
+    list_display = ["hour", "cluster", "reason", "tokens"]
+    list_filter = ["cluster"]
+    list_select_related = ["cluster"]
     date_hierarchy = "hour"
     show_full_result_count = False
 

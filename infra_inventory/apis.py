@@ -17,10 +17,12 @@ from rest_framework.views import APIView
 from config.api import EqualityFilter, InstantField, NextPagination, json_body, on_the_hour
 from infra_inventory.allocation import TOKEN_CLASSES, TokenWeights
 from infra_inventory.inventory_services import (
-    READINGS_MAX, cluster_create, datacenter_create, deployment_create, hardware_sku_create,
-    power_contract_create, power_readings_record,
+    READINGS_MAX, cluster_create, datacenter_create, deployment_create, grid_intensity_create, hardware_sku_create,
+    lease_create, power_contract_create, power_readings_record,
 )
-from infra_inventory.models import Cluster, Datacenter, Deployment, HardwareSku, PowerContract, PowerReading
+from infra_inventory.models import (
+    Cluster, Datacenter, Deployment, GridIntensity, HardwareSku, Lease, PowerContract, PowerReading,
+)
 from metering.models import CatalogModel
 from metering.services import utc_now
 
@@ -87,6 +89,10 @@ class HardwareSkuSerializer(serializers.Serializer):
     amortization_months = serializers.IntegerField(min_value=1, max_value=INT_MAX)
     board_watts = serializers.IntegerField(min_value=1, max_value=INT_MAX,
                                            help_text="Per accelerator; estimates power for hours without a reading.")
+    embodied_kg_co2e = serializers.DecimalField(max_digits=12, decimal_places=3, min_value=Decimal(0),
+                                                default=Decimal(0), normalize_output=True,
+                                                help_text="Embodied footprint per accelerator (kgCO2e), amortized "
+                                                          "over the amortization months like the cost; optional.")
     token_weights = TokenWeightsSerializer(required=False,
                                            help_text="Weights of the token classes when sharing a cluster-hour's cost, "
                                                      "relative to an uncached prompt token; each optional.")
@@ -157,6 +163,9 @@ class ClusterSerializer(serializers.Serializer):
     in_service_from = InstantField(validators=[on_the_hour])
     in_service_to = InstantField(validators=[on_the_hour], required=False, allow_null=True, default=None,
                                  help_text="Exclusive; null while in service.")
+    ownership = serializers.ChoiceField(choices=Cluster.Ownership.choices, default=Cluster.Ownership.OWNED,
+                                        help_text="`owned`: its SKU's cost is amortized; `leased`: it costs the "
+                                                  "price of its lease in force (/leases).")
 
     def validate(self, attrs):
         if attrs["in_service_to"] is not None and attrs["in_service_to"] <= attrs["in_service_from"]:
@@ -166,12 +175,63 @@ class ClusterSerializer(serializers.Serializer):
 
 class ClusterListApi(InventoryListApi):
     """Clusters: a number of accelerators of one SKU in one datacenter over a service window
-    `[in_service_from, in_service_to)`. `?datacenter=` and `?sku=` filter the list."""
+    `[in_service_from, in_service_to)`, owned or leased. `?datacenter=`, `?sku=` and
+    `?ownership=` filter the list."""
 
     serializer_class = ClusterSerializer
-    filters = ("datacenter", "sku")
+    filters = ("datacenter", "sku", "ownership")
     queryset = Cluster.objects.select_related("datacenter", "sku")
     service = staticmethod(cluster_create)
+
+
+class LeaseSerializer(serializers.Serializer):
+    cluster = by_name(Cluster, "cluster", help_text="A leased cluster.")
+    provider = serializers.CharField(max_length=64, help_text="Who leases it, e.g. a cloud.")
+    effective_from = InstantField(validators=[on_the_hour], help_text="In force from this hour until the cluster's "
+                                                                      "next lease.")
+    price_per_accelerator_hour = serializers.DecimalField(max_digits=12, decimal_places=6, min_value=Decimal(0),
+                                                          help_text="USD per accelerator-hour.")
+    includes_power = serializers.BooleanField(default=False, help_text="Power is in the price: no power cost.")
+    committed_until = InstantField(required=False, allow_null=True, default=None,
+                                   help_text="End of the committed term (paid whether used or not), if any.")
+
+    def validate(self, attrs):
+        if attrs["committed_until"] is not None and attrs["committed_until"] <= attrs["effective_from"]:
+            raise serializers.ValidationError({"committed_until": ["Must be after effective_from."]})
+        return attrs
+
+
+@extend_schema_view(post=extend_schema(
+    description="A leased cluster's price per accelerator-hour from `effective_from` (on the hour) until its next "
+                "lease. A lease of an owned cluster answers 422; a second lease of the cluster at the same instant "
+                "409. A leased cluster-hour with no lease in force is reported as unpriced, never priced at 0."))
+class LeaseListApi(InventoryListApi):
+    """Leases of leased clusters, effective-dated. `?cluster=` and `?provider=` filter the list."""
+
+    serializer_class = LeaseSerializer
+    filters = ("cluster", "provider")
+    queryset = Lease.objects.select_related("cluster")
+    service = staticmethod(lease_create)
+
+
+class GridIntensitySerializer(serializers.Serializer):
+    datacenter = by_name(Datacenter, "datacenter")
+    effective_from = InstantField(validators=[on_the_hour],
+                                  help_text="In force from this hour until the datacenter's next intensity.")
+    g_co2e_per_kwh = serializers.DecimalField(max_digits=8, decimal_places=2, min_value=Decimal(0),
+                                              normalize_output=True, help_text="gCO2e per kWh of the grid.")
+
+
+@extend_schema_view(post=extend_schema(
+    description="A datacenter's grid intensity from `effective_from` (on the hour) until the next one. A second one "
+                "of the same datacenter at the same instant answers 409."))
+class GridIntensityListApi(InventoryListApi):
+    """Grid carbon intensity per datacenter, effective-dated. `?datacenter=` filters the list."""
+
+    serializer_class = GridIntensitySerializer
+    filters = ("datacenter",)
+    queryset = GridIntensity.objects.select_related("datacenter")
+    service = staticmethod(grid_intensity_create)
 
 
 class DeploymentSerializer(serializers.Serializer):

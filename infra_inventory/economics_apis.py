@@ -47,20 +47,36 @@ class UnitEconomicsQuerySerializer(RangeSerializer):
         return group_by_keys(value, selectors.ECONOMICS_GROUP_KEYS)
 
 
-def figures_json(figures: Figures) -> dict:
+def co2_text(value: Decimal | None) -> str | None:
+    """Emissions as shown: kgCO2e to 3 places (g), ROUND_HALF_UP."""
+    return kwh_text(value)
+
+
+def figures_json(figures: Figures, *, reserved_known: bool = True) -> dict:
     return {
         "tokens": figures.tokens, **{name: getattr(figures, name) for name in TOKEN_FIGURES},
-        "revenue": money(figures.revenue), "hardware_cost": money(figures.hardware_cost_shown),
+        "covered_tokens": figures.covered_tokens, "revenue": money(figures.revenue),
+        "usage_revenue": money(figures.usage_revenue), "capacity_revenue": money(figures.capacity_revenue),
+        "hardware_cost": money(figures.hardware_cost_shown),
         "power_cost": money(figures.power_cost_shown), "energy_kwh": kwh_text(figures.energy_kwh),
         "gross_margin": money(figures.gross_margin_shown), "margin_percent": money(figures.margin_percent_shown),
         "cost_per_million_tokens": unit_price_text(figures.cost_per_million_tokens),
         "kwh_per_million_tokens": unit_price_text(figures.kwh_per_million_tokens),
         "idle_cost": money(figures.idle_cost_shown), "total_cost": money(figures.total_cost_shown),
         "idle_energy_kwh": kwh_text(figures.idle_energy_kwh),
+        "reserved_idle_cost": money(figures.reserved_idle_cost_shown) if reserved_known else None,
+        "emissions_kg_co2e": co2_text(figures.emissions_kg_co2e),
+        "g_co2e_per_million_tokens": kwh_text(figures.g_co2e_per_million_tokens),
     }
 
 
-FLEET_ONLY = "Null unless grouped only by cluster, datacenter, vendor and day."
+CAPACITY_ROWS = ("Reservations and rentals: units × hours in the range × unit-hour price, one line per term and month "
+                 "(and day, grouped by day), as invoiced. A rental shows on rows grouped by customer and fleet keys "
+                 "(its cluster's), a reservation on rows grouped by customer, model tier and day (and fleet keys "
+                 "when pinned to a cluster); otherwise only in the totals (`capacity_revenue_outside_rows`).")
+FLEET_ONLY = "Null unless grouped only by cluster, datacenter, vendor, ownership and day."
+RESERVED_ONLY = ("The renting customer's idle rented hours (dedicated capacity), not fleet idle. Null when grouped "
+                 "by model or model tier: it belongs to no model.")
 
 
 class FiguresSerializer(serializers.Serializer):
@@ -75,7 +91,15 @@ class FiguresSerializer(serializers.Serializer):
     audio_output_tokens = serializers.IntegerField()
     reasoning_tokens = serializers.IntegerField(help_text="The part of output and audio output spent reasoning: "
                                                           "reported, not counted again in `tokens`.")
-    revenue = MoneyField(allow_null=True, help_text="Null where some of the usage has no price.")
+    covered_tokens = serializers.IntegerField(help_text="The part of `tokens` a customer reported from a cluster it "
+                                                        "rents, in the rented hours: metered, not priced again (the "
+                                                        "rental covers it).")
+    revenue = MoneyField(allow_null=True, help_text="usage_revenue + capacity_revenue. Null where some of the usage "
+                                                    "has no price.")
+    usage_revenue = MoneyField(allow_null=True, help_text="What the tokens earn at the unit prices in force, before "
+                                                          "contract-level discounts. Null where some of the usage has "
+                                                          "no price.")
+    capacity_revenue = MoneyField(help_text=CAPACITY_ROWS)
     hardware_cost = MoneyField()
     power_cost = MoneyField()
     energy_kwh = KwhField()
@@ -86,6 +110,10 @@ class FiguresSerializer(serializers.Serializer):
     idle_cost = MoneyField(allow_null=True, help_text=FLEET_ONLY)
     total_cost = MoneyField(allow_null=True, help_text=FLEET_ONLY)
     idle_energy_kwh = KwhField(allow_null=True, help_text=FLEET_ONLY)
+    reserved_idle_cost = MoneyField(allow_null=True, help_text=RESERVED_ONLY)
+    emissions_kg_co2e = KwhField(help_text="kgCO2e allocated to the usage: facility kWh × grid intensity, plus the "
+                                           "embodied share (SCI), to 3 places.")
+    g_co2e_per_million_tokens = KwhField(allow_null=True, help_text="Null without tokens.")
 
 
 class UnitEconomicsRowSerializer(FiguresSerializer):
@@ -97,6 +125,7 @@ class UnitEconomicsRowSerializer(FiguresSerializer):
     cluster = serializers.CharField(required=False)
     datacenter = serializers.CharField(required=False)
     vendor = serializers.CharField(required=False)
+    ownership = serializers.ChoiceField(choices=["owned", "leased"], required=False)
     day = serializers.DateTimeField(required=False, help_text="The day's 00:00 UTC.")
 
 
@@ -107,9 +136,20 @@ class UnitEconomicsTotalsSerializer(FiguresSerializer):
     total_cost = MoneyField()
     idle_energy_kwh = KwhField()
     total_energy_kwh = KwhField()
+    reserved_idle_cost = MoneyField()
+    total_emissions_kg_co2e = KwhField()
+    idle_emissions_kg_co2e = KwhField()
     cluster_hours = serializers.IntegerField()
-    unplaced_tokens = serializers.IntegerField()
+    unplaced_tokens = serializers.IntegerField(help_text="Usage that bore no cost: no cluster and no deployment, or "
+                                                         "served on a cluster rented to another customer.")
+    refused_tokens = serializers.IntegerField(help_text="The part of unplaced_tokens served on a cluster rented to "
+                                                        "another customer in a rented hour.")
+    unpriced_tokens = serializers.IntegerField(help_text="Served on leased cluster-hours with no lease in force: not "
+                                                         "allocated, not priced at 0.")
+    unpriced_cluster_hours = serializers.IntegerField()
     hours_not_allocated = serializers.IntegerField()
+    capacity_revenue_outside_rows = MoneyField(help_text="The part of capacity_revenue on no row, as the grouping "
+                                                         "cannot split it: rows + this = totals.")
 
 
 def key_json(value):
@@ -126,11 +166,15 @@ class UnitEconomicsApi(APIView):
             UnitEconomicsRowSerializer, start=serializers.DateTimeField(), end=serializers.DateTimeField(),
             group_by=serializers.ListField(child=serializers.ChoiceField(choices=selectors.ECONOMICS_GROUP_KEYS)),
             currency=serializers.ChoiceField(choices=[CURRENCY]), idle_cost=MoneyField(),
-            unplaced_tokens=serializers.IntegerField(), totals=UnitEconomicsTotalsSerializer())},
-        description="Tokens, revenue (rated at the unit prices in force, before contract-level discounts), allocated "
+            reserved_idle_cost=MoneyField(), capacity_revenue=MoneyField(),
+            capacity_revenue_outside_rows=MoneyField(), unplaced_tokens=serializers.IntegerField(),
+            unpriced_tokens=serializers.IntegerField(), totals=UnitEconomicsTotalsSerializer())},
+        description="Tokens, revenue (usage rated at the unit prices in force, before contract-level discounts, and "
+                    "capacity: reservations and rentals as their invoice lines; usage a rental covers is not priced "
+                    "again), allocated "
                     "hardware and power cost, energy, gross margin and per-1M-token rates over `[start, end)`, one "
                     "row per group; `idle_cost` and `total_cost` on rows grouped only by cluster, datacenter, vendor "
-                    "and day. `totals` covers the whole range: allocated + idle = total, to the cent.")
+                    "and day. `totals` covers the whole range: allocated + idle + reserved idle = total, to the cent.")
     def get(self, request):
         query = UnitEconomicsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -138,15 +182,28 @@ class UnitEconomicsApi(APIView):
         result = selectors.unit_economics(start=params["start"], end=params["end"], group_by=params["group_by"])
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(result.rows, request, view=self)
+        reserved_known = set(result.group_by) <= selectors.RESERVED_KEYS
         response = paginator.get_paginated_response([
-            {**{k: key_json(v) for k, v in row.keys.items()}, **figures_json(row.figures)} for row in page])
+            {**{k: key_json(v) for k, v in row.keys.items()},
+             **figures_json(row.figures, reserved_known=reserved_known)}
+            for row in page])
         totals = result.totals
         response.data.update({
             "start": instant_text(result.start), "end": instant_text(result.end), "group_by": list(result.group_by),
-            "currency": CURRENCY, "idle_cost": money(totals.idle_cost_shown), "unplaced_tokens": result.unplaced_tokens,
+            "currency": CURRENCY, "idle_cost": money(totals.idle_cost_shown),
+            "reserved_idle_cost": money(totals.reserved_idle_cost_shown),
+            "capacity_revenue": money(totals.capacity_revenue),
+            "capacity_revenue_outside_rows": money(result.capacity_revenue_outside_rows),
+            "unplaced_tokens": result.unplaced_tokens,
+            "unpriced_tokens": result.unpriced_tokens,
             "totals": {**figures_json(totals), "total_energy_kwh": kwh_text(totals.fleet_energy_kwh),
+                       "total_emissions_kg_co2e": co2_text(totals.fleet_emissions_kg_co2e),
+                       "idle_emissions_kg_co2e": co2_text(totals.idle_emissions_kg_co2e),
                        "cluster_hours": totals.cluster_hours, "unplaced_tokens": result.unplaced_tokens,
-                       "hours_not_allocated": result.hours_not_allocated},
+                       "refused_tokens": result.refused_tokens, "unpriced_tokens": result.unpriced_tokens,
+                       "unpriced_cluster_hours": result.unpriced_cluster_hours,
+                       "hours_not_allocated": result.hours_not_allocated,
+                       "capacity_revenue_outside_rows": money(result.capacity_revenue_outside_rows)},
         })
         return response
 
@@ -208,7 +265,8 @@ FOCUS_COLUMNS = (
     "ProviderName", "PublisherName", "InvoiceIssuerName", "ConsumedQuantity", "ConsumedUnit", "PricingQuantity",
     "PricingUnit", "SkuId", "x_HardwareCost", "x_PowerCost", "x_EnergyKwh", "x_Revenue", "x_IdleCost",
     "x_AllocatedCost", "x_Datacenter", "x_Vendor", "x_Accelerator", "x_AcceleratorCount", "x_ClusterHours",
-    *FOCUS_TOKEN_COLUMNS,
+    *FOCUS_TOKEN_COLUMNS, "x_Ownership", "x_ReservedIdleCost", "x_EmissionsKgCo2e", "x_AllocatedEmissionsKgCo2e",
+    "x_IdleEmissionsKgCo2e",
 )
 
 
@@ -232,7 +290,8 @@ def focus_record(cost: ClusterDayCost) -> dict:
         "BilledCost": micro_text(total), "EffectiveCost": micro_text(total), "ListCost": micro_text(total),
         "ContractedCost": micro_text(total), "BillingCurrency": CURRENCY, "ChargeCategory": "Usage",
         "ChargeClass": "",
-        "ChargeDescription": f"Hardware amortization and power of {cluster.name} "
+        "ChargeDescription": f"{'Lease' if cluster.ownership == 'leased' else 'Hardware amortization'} and power of "
+                             f"{cluster.name} "
                              f"({cluster.accelerator_count} × {cluster.sku.accelerator})",
         "ChargeFrequency": "Usage-Based", "PricingCategory": "Standard",
         "ResourceId": cluster.name, "ResourceName": cluster.name, "ResourceType": "Accelerator Cluster",
@@ -250,6 +309,11 @@ def focus_record(cost: ClusterDayCost) -> dict:
         "x_Accelerator": cluster.sku.accelerator, "x_AcceleratorCount": cluster.accelerator_count,
         "x_ClusterHours": figures.cluster_hours,
         **{column: getattr(figures, name) for column, name in FOCUS_TOKEN_COLUMNS.items()},
+        # Emissions in kg to 6 places (mg), exact like the costs: they sum to the unit-economics totals.
+        "x_Ownership": cluster.ownership, "x_ReservedIdleCost": micro_text(figures.reserved_idle_cost),
+        "x_EmissionsKgCo2e": micro_text(figures.fleet_emissions_kg_co2e),
+        "x_AllocatedEmissionsKgCo2e": micro_text(figures.emissions_kg_co2e + figures.reserved_idle_emissions_kg_co2e),
+        "x_IdleEmissionsKgCo2e": micro_text(figures.idle_emissions_kg_co2e),
     }
 
 

@@ -23,7 +23,9 @@ from django.utils.dateparse import parse_datetime
 
 from config.api import YEARS_TEXT, DomainError, PayloadTooLarge, is_in_years, is_on_the_hour
 from infra_inventory.allocation import TOKEN_CLASSES, TokenWeights
-from infra_inventory.models import Cluster, Datacenter, Deployment, HardwareSku, PowerContract, PowerReading
+from infra_inventory.models import (
+    Cluster, Datacenter, Deployment, GridIntensity, HardwareSku, Lease, PowerContract, PowerReading,
+)
 
 READINGS_MAX = 10_000
 READING_FIELDS = ("cluster", "hour", "it_kwh")
@@ -35,6 +37,12 @@ class InventoryConflict(DomainError):
     code = "already_exists"
     status = 409
     title = "Conflicts with what already exists"
+
+
+class LeaseOfOwnedCluster(DomainError):
+    code = "lease_of_owned_cluster"
+    status = 422
+    title = "Only a leased cluster has a lease"
 
 
 class PowerReadingsTooMany(PayloadTooLarge):
@@ -69,10 +77,12 @@ def _name_taken(kind: str, name: str) -> InventoryConflict:
 
 @transaction.atomic
 def hardware_sku_create(*, name: str, vendor: str, accelerator: str, unit_cost: Decimal, amortization_months: int,
-                        board_watts: int, token_weights: TokenWeights | None = None) -> HardwareSku:
+                        board_watts: int, token_weights: TokenWeights | None = None,
+                        embodied_kg_co2e: Decimal = Decimal(0)) -> HardwareSku:
     weights = token_weights or TokenWeights()  # DESIGN.md §4's 1, 0.1, 4, and the newer classes' defaults
     sku = HardwareSku(name=name, vendor=vendor, accelerator=accelerator, unit_cost=unit_cost,
                       amortization_months=amortization_months, board_watts=board_watts,
+                      embodied_kg_co2e=embodied_kg_co2e,
                       **{f"weight_{c}": getattr(weights, c) for c in TOKEN_CLASSES})
     return _insert(sku, conflict=_name_taken("hardware SKU", name))
 
@@ -95,10 +105,38 @@ def power_contract_create(*, datacenter: Datacenter, effective_from: datetime, p
 
 @transaction.atomic
 def cluster_create(*, name: str, datacenter: Datacenter, sku: HardwareSku, accelerator_count: int,
-                   in_service_from: datetime, in_service_to: datetime | None = None) -> Cluster:
+                   in_service_from: datetime, in_service_to: datetime | None = None,
+                   ownership: str = Cluster.Ownership.OWNED) -> Cluster:
     cluster = Cluster(name=name, datacenter=datacenter, sku=sku, accelerator_count=accelerator_count,
-                      in_service_from=in_service_from, in_service_to=in_service_to)
+                      in_service_from=in_service_from, in_service_to=in_service_to, ownership=ownership)
     return _insert(cluster, conflict=_name_taken("cluster", name))
+
+
+@transaction.atomic
+def lease_create(*, cluster: Cluster, provider: str, effective_from: datetime, price_per_accelerator_hour: Decimal,
+                 includes_power: bool = False, committed_until: datetime | None = None) -> Lease:
+    """A leased cluster's price from `effective_from` on, until its next lease. An owned
+    cluster has no lease (422); a lease already starting at that instant is not replaced (409).
+    Hours left unpriced that the new lease covers become stale (services.hours_stale)."""
+    if cluster.ownership != Cluster.Ownership.LEASED:
+        raise LeaseOfOwnedCluster(f"{cluster.name} is owned: its cost is its SKU's amortization.",
+                                  errors={"cluster": [f"{cluster.name} is not a leased cluster."]})
+    lease = Lease(cluster=cluster, provider=provider, effective_from=effective_from,
+                  price_per_accelerator_hour=price_per_accelerator_hour, includes_power=includes_power,
+                  committed_until=committed_until)
+    conflict = InventoryConflict(f"{cluster.name} already has a lease from {effective_from.isoformat()}.",
+                                 errors={"effective_from": ["A lease of this cluster already starts at this instant."]})
+    return _insert(lease, conflict=conflict)
+
+
+@transaction.atomic
+def grid_intensity_create(*, datacenter: Datacenter, effective_from: datetime,
+                          g_co2e_per_kwh: Decimal) -> GridIntensity:
+    intensity = GridIntensity(datacenter=datacenter, effective_from=effective_from, g_co2e_per_kwh=g_co2e_per_kwh)
+    conflict = InventoryConflict(
+        f"{datacenter.name} already has a grid intensity from {effective_from.isoformat()}.",
+        errors={"effective_from": ["An intensity of this datacenter already starts at this instant."]})
+    return _insert(intensity, conflict=conflict)
 
 
 @transaction.atomic

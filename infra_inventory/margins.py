@@ -9,6 +9,10 @@ discounts); cost is the exact allocated hardware + power. A (day, customer, tier
 recorded once, by the unique constraint, and the `margin.negative` webhook is written in
 the same transaction as the record, so each alert is announced exactly once even when two
 checks run at the same time or the same check runs twice.
+
+A (day, customer, tier) with usage a rental covers (served on the customer's rented
+cluster, `covered_tokens`) is not checked: that usage earns nothing per token by design,
+the rental pays for the whole cluster, so a per-tier comparison would cry wolf.
 """
 
 from dataclasses import dataclass
@@ -63,7 +67,8 @@ def margin_alerts_record(*, start: datetime, end: datetime, as_of: datetime) -> 
     for row in economics.rows:
         day, customer_id, tier = row.keys["day"], row.keys["customer"], row.keys["model_tier"]
         figures = row.figures
-        if day in stale_days or tier is None or figures.revenue is None or figures.revenue >= figures.cost:
+        if (day in stale_days or tier is None or figures.revenue is None or figures.covered_tokens
+                or figures.revenue >= figures.cost):
             continue
         alert, created = MarginAlert.objects.get_or_create(
             day=day.date(), customer_id=customer_id, model_tier=tier,

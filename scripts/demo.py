@@ -151,7 +151,9 @@ def run(events: int, bootstrap: str) -> None:
     step("consuming into the ledger (consumer group metering-ledger) until drained")
     elapsed = consume_with_progress(bootstrap, expected=events + 25)
     summary_print(traffic.tally, elapsed)
-    step("pricing (price books, contracts, credits) and invoice previews")
+    step("the fleet (owned and leased clusters; one rented to a customer) and pricing: price books, contracts, "
+         "credits, a reservation, a rental, invoice previews")
+    fleet_seed(start=start, end=end)
     invoices_print(customers=[c for c, _ in CUSTOMERS], start=start, end=end, as_of=datetime.now(UTC))
     step(f"invoicing {start:%Y-%m}: billing run on Celery, finalized, a credit note, PDFs")
     invoices_issue(period_start=start, as_of=datetime.now(UTC))
@@ -159,7 +161,6 @@ def run(events: int, bootstrap: str) -> None:
     correction_show(period_start=start, consume=lambda n: consume_with_progress(bootstrap, expected=n),
                     as_of=datetime.now(UTC))
     step(f"cost allocation and unit economics {start:%Y-%m} (demo fleet; figures labelled as demo)")
-    fleet_seed(start=start, end=end)
     unit_economics_print(start=start, end=end)
 
 

@@ -36,11 +36,13 @@ def price_list(*, change: tuple[str, str, str] | None = None) -> list[dict]:
     return prices
 
 
-def pricing_set_up(*, start: datetime, end: datetime, as_of: datetime) -> datetime:
-    """Publish the price books, sign the contracts, grant credit. Returns the change instant."""
+def pricing_set_up(*, start: datetime, end: datetime, as_of: datetime) -> tuple[datetime, list[str]]:
+    """Publish the price books, sign the contracts, grant credit, reserve and rent capacity.
+    Returns the change instant and the customers with capacity."""
     from billing.services.contracts import contract_put
     from billing.services.credits import credit_grant
     from billing.services.price_books import price_book_create
+    from scripts.demo_capacity import capacity_set_up
 
     change_at = start + timedelta(days=14)
     price_book_create(effective_from=start - timedelta(days=365), currency="USD", prices=price_list(),
@@ -57,7 +59,7 @@ def pricing_set_up(*, start: datetime, end: datetime, as_of: datetime) -> dateti
                                 {"up_to": None, "unit_price": Decimal("2.00")}]}])
     credit_grant(customer_id="acme", amount=Decimal("500.00"), reason="demo prepaid credit", actor="demo",
                  as_of=as_of)
-    return change_at
+    return change_at, capacity_set_up(start=start, end=end, as_of=as_of)
 
 
 def invoices_print(*, customers: list[str], start: datetime, end: datetime, as_of: datetime) -> None:
@@ -65,7 +67,7 @@ def invoices_print(*, customers: list[str], start: datetime, end: datetime, as_o
     from billing.rating.money import unit_price_text
     from billing.selectors import upcoming_invoice
 
-    change_at = pricing_set_up(start=start, end=end, as_of=as_of)
+    change_at, with_capacity = pricing_set_up(start=start, end=end, as_of=as_of)
     print(f"price books: list prices; from {change_at:%Y-%m-%d %H:%M} UTC frontier output "
           f"{LIST_PRICES['frontier']['output']} → {MID_MONTH_CHANGE[2]} per 1M; batch and flex ½, priority ×2, "
           "provisioned 0 (the reservation pays)")
@@ -74,7 +76,7 @@ def invoices_print(*, customers: list[str], start: datetime, end: datetime, as_o
     print("contracts: acme 10% discount, 2,500.00 monthly minimum, 500.00 prepaid credit; "
           "globex frontier standard input 2.50 up to 10M tokens, 2.00 beyond")
     previews = {c: upcoming_invoice(customer_id=c, as_of=end - timedelta(hours=1))[2] for c in customers}
-    for customer_id in ("acme", "globex"):
+    for customer_id in ("acme", "globex", *with_capacity):
         print(f"\n-- invoice preview {start:%Y-%m} for {customer_id} (GET /customers/{customer_id}/upcoming-invoice "
               "for that period)")
         print(f"{'kind':10} {'model':13} {'service':9} {'class':16} {'days':11} {'tokens':>13} {'unit price':>11} "
@@ -85,11 +87,16 @@ def invoices_print(*, customers: list[str], start: datetime, end: datetime, as_o
                 if line.usage_start else ""
             print(f"{line.kind:10} {line.model:13} {line.service_tier:9} {line.token_class:16} {days:11} "
                   f"{tokens:>13} {unit_price_text(line.unit_price) or '':>11} {money(line.amount):>11}")
+            if line.kind == "capacity":
+                print(f"{'':10} {line.description}")
         print(f"{'total':>89} {money(previews[customer_id].total):>11}")
     print(f"\n-- every customer, {start:%Y-%m}")
-    print(f"{'customer':10} {'usage':>11} {'discount':>10} {'minimum':>10} {'credits':>10} {'total':>11}")
+    print(f"{'customer':10} {'usage':>11} {'capacity':>11} {'discount':>10} {'minimum':>10} {'credits':>10} "
+          f"{'total':>11}")
     for customer_id, rated in previews.items():
         by_kind = {kind: sum((l.amount for l in rated.lines if l.kind == kind), Decimal(0))
-                   for kind in ("usage", "discount", "minimum", "credits")}
-        print(f"{customer_id:10} {money(by_kind['usage']):>11} {money(by_kind['discount']):>10} "
-              f"{money(by_kind['minimum']):>10} {money(by_kind['credits']):>10} {money(rated.total):>11}")
+                   for kind in ("usage", "capacity", "discount", "minimum", "credits")}
+        print(f"{customer_id:10} {money(by_kind['usage']):>11} {money(by_kind['capacity']):>11} "
+              f"{money(by_kind['discount']):>10} {money(by_kind['minimum']):>10} {money(by_kind['credits']):>10} "
+              f"{money(rated.total):>11}")
+    print("capacity: reservations and rentals by the hour, after usage and before the discount (never discounted)")

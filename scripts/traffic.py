@@ -22,6 +22,20 @@ REGIONS = {"us-east": ("iad-h100-a", "iad-b200-a", ""), "eu-west": ("ams-mi300x-
 
 
 @dataclass(frozen=True)
+class Dedicated:
+    """A cluster one customer rents for the last `last` of the traffic's range (dedicated
+    capacity, DESIGN.md §2): from then on the gateway tags that customer's requests routed to
+    a region the cluster serves with it, and sends no one else's there — their requests that
+    would have been tagged with it go untagged, for the deployment map to place (it skips
+    clusters rented to another customer). It draws nothing from the generator, so the rest
+    of the traffic is what it was."""
+
+    customer: str
+    cluster: str
+    last: timedelta
+
+
+@dataclass(frozen=True)
 class Shape:
     """How one model's requests look: lognormal input and output token counts, the cached
     share of the input drawn from `cached_shares`, and where they are served: region →
@@ -48,6 +62,7 @@ class Shape:
     audio_input_shares: tuple[float, ...] = (1,)
     audio_output_shares: tuple[float, ...] = (1,)
     reasoning_shares: tuple[float, ...] = (0,)
+    dedicated: Dedicated | None = None
 
 
 DEFAULT_SHAPE = Shape()
@@ -120,22 +135,32 @@ class Traffic:
         input_tokens = int(self.rng.lognormvariate(shape.input_mu, shape.input_sigma)) + 1
         region, clusters = self._route(shape)
         tiers = self.service_tier_weights
+        served_at = self._instant()
         event = {
             "event_id": f"req-{self.seed}-{self.serial:09d}",
             "customer_id": customer,
             "model": model,
-            "timestamp": self._instant().isoformat().replace("+00:00", "Z"),
+            "timestamp": served_at.isoformat().replace("+00:00", "Z"),
             "input_tokens": input_tokens,
             "cached_input_tokens": int(input_tokens * self.rng.choice(shape.cached_shares)),
             "output_tokens": int(self.rng.lognormvariate(shape.output_mu, shape.output_sigma)),
             "service_tier": self.rng.choices(list(tiers), list(tiers.values()))[0],
             "region": region,
         }
-        cluster = self.rng.choice(clusters)
+        cluster = self._dedicated(shape.dedicated, customer, clusters, self.rng.choice(clusters), served_at)
         if cluster:
             event["cluster"] = cluster
         event.update(self._parts(shape, event))
         return event
+
+    def _dedicated(self, dedicated: Dedicated | None, customer: str, clusters: tuple[str, ...], cluster: str,
+                   served_at: datetime) -> str:
+        """The cluster the gateway tags once a dedicated cluster is rented (see Dedicated)."""
+        if dedicated is None or dedicated.cluster not in clusters or served_at < self.end - dedicated.last:
+            return cluster
+        if customer == dedicated.customer:
+            return dedicated.cluster
+        return "" if cluster == dedicated.cluster else cluster
 
     def _share(self, shares: tuple[float, ...]) -> float:
         """A share drawn from `shares`; none drawn (the sequence unchanged) when all are 0."""

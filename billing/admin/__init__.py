@@ -1,6 +1,7 @@
 """Admin for finance staff, one module per area; importing them registers every model.
 
 - pricing: price book versions, contracts and the credit ledger.
+- capacity: reservation versions and cluster rentals, added through their services.
 - invoices: invoices with their lines, credit notes and debit notes, the lifecycle
   actions (finalize, mark paid, void, credit note) calling the services, PDF and CSV;
   each note's page shows the re-rating that issued it, if one did.
@@ -13,4 +14,4 @@ Who may do what follows the finance groups (billing/permissions.py): viewers see
 everything here and change nothing; managers act through the services.
 """
 
-from billing.admin import invoices, operations, pricing, rerating  # noqa: F401  (registration)
+from billing.admin import capacity, invoices, operations, pricing, rerating  # noqa: F401  (registration)

@@ -1,6 +1,8 @@
-"""Billing's tables: prices and contracts (pricing), invoices and credit notes (invoices),
-billing runs, webhooks and the finance audit log (operations)."""
+"""Billing's tables: prices and contracts (pricing), reservations and rentals (capacity),
+invoices, credit and debit notes (invoices), billing runs, webhooks and the finance audit
+log (operations)."""
 
+from billing.models.capacity import Rental, Reservation
 from billing.models.invoices import (
     BilledUsage, CreditNote, DebitNote, DocumentCounter, Invoice, InvoiceLine, Rerating,
 )
@@ -11,7 +13,7 @@ from billing.models.pricing import (
 
 __all__ = [
     "AuditEntry", "BilledUsage", "BillingRun", "BillingRunChunk", "Contract", "ContractPrice", "ContractVolumeBand", "CreditEntry",
-    "CreditNote", "DebitNote", "DocumentCounter", "Invoice", "InvoiceLine", "Price", "PriceBook", "Rerating",
+    "CreditNote", "DebitNote", "DocumentCounter", "Invoice", "InvoiceLine", "Price", "PriceBook", "Rental", "Rerating", "Reservation",
     "TokenClass", "TstzRange",
     "UnitPrice", "WebhookDelivery", "WebhookEndpoint",
 ]

@@ -67,6 +67,7 @@ class InvoiceLine(models.Model):
     class Kind(models.TextChoices):
         USAGE = "usage"
         LATE_USAGE = "late_usage"
+        CAPACITY = "capacity"
         DISCOUNT = "discount"
         MINIMUM = "minimum"
         CREDITS = "credits"

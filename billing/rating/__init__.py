@@ -5,13 +5,15 @@ rollups), the catalog's tier history, price book versions and contract terms as
 frozen dataclasses; returns priced lines whose total is exactly the sum of lines.
 """
 
-from billing.rating.engine import invoice_rate, usage_amount
+from billing.rating.engine import capacity_hours, capacity_lines, invoice_rate, usage_amount
 from billing.rating.money import CENT, MILLION, round_cents
 from billing.rating.types import (
-    Band, ContractTerms, Line, PriceBookVersion, PriceMissing, PriceSchedule, Quantity, RatedInvoice, TierAssignment,
+    Band, CapacityTerm, ContractTerms, Line, PriceBookVersion, PriceMissing, PriceSchedule, Quantity, RatedInvoice,
+    TierAssignment,
 )
 
 __all__ = [
-    "Band", "CENT", "ContractTerms", "Line", "MILLION", "PriceBookVersion", "PriceMissing", "PriceSchedule",
-    "Quantity", "RatedInvoice", "TierAssignment", "invoice_rate", "round_cents", "usage_amount",
+    "Band", "CENT", "CapacityTerm", "ContractTerms", "Line", "MILLION", "PriceBookVersion", "PriceMissing",
+    "PriceSchedule", "Quantity", "RatedInvoice", "TierAssignment", "capacity_hours", "capacity_lines", "invoice_rate",
+    "round_cents", "usage_amount",
 ]

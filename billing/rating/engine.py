@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from billing.rating.money import line_amount, round_cents
+from billing.rating.money import line_amount, round_cents, unit_price_text
 from billing.rating.types import (
-    TOKEN_CLASS_LABELS, TOKEN_CLASSES, Band, ContractTerms, Line, PriceKey, PriceSchedule, Quantity, RatedInvoice,
+    HOUR, TOKEN_CLASS_LABELS, TOKEN_CLASSES, Band, CapacityTerm, ContractTerms, Line, PriceKey, PriceSchedule,
+    Quantity, RatedInvoice,
 )
 
 LineKey = tuple[str, str, str, Decimal, str]  # model, service tier, class, unit price, period
@@ -95,13 +96,67 @@ def _usage_lines(tokens: dict[LineKey, _Tokens], *, kind: str) -> list[Line]:
     return lines
 
 
+def capacity_overlap(term: CapacityTerm, *, start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
+    """The half-open overlap of a term with [start, end), or None when they do not meet."""
+    lower = max(term.starts_at, start)
+    upper = end if term.ends_at is None else min(term.ends_at, end)
+    return (lower, upper) if lower < upper else None
+
+
+def capacity_hours(term: CapacityTerm, *, start: datetime, end: datetime) -> int:
+    """Whole hours of the term within [start, end): terms and periods are on the hour."""
+    overlap = capacity_overlap(term, start=start, end=end)
+    if overlap is None:
+        return 0
+    hours, rest = divmod(overlap[1] - overlap[0], HOUR)
+    if rest:
+        raise ValueError("capacity terms and periods are on the hour")
+    return hours
+
+
+def _capacity_line(term: CapacityTerm, *, start: datetime, end: datetime) -> Line | None:
+    overlap = capacity_overlap(term, start=start, end=end)
+    if overlap is None:
+        return None
+    hours = capacity_hours(term, start=start, end=end)
+    price = unit_price_text(term.unit_hour_price)
+    if term.kind == "reservation":
+        pinned = f" on {term.cluster}" if term.cluster else ""
+        description = (f"Provisioned throughput {term.name}{pinned}: {term.units} units × {hours} h "
+                       f"× {price} per unit-hour")
+    else:
+        covered = f"; covers {term.covered_tokens:,} tokens served on it" if term.covered_tokens else ""
+        description = (f"Dedicated cluster {term.name}: {term.units} accelerators × {hours} h "
+                       f"× {price} per accelerator-hour{covered}")
+    return Line(kind="capacity", description=description[:200],
+                amount=round_cents(term.units * hours * term.unit_hour_price), unit_price=term.unit_hour_price,
+                usage_start=overlap[0], usage_end=overlap[1])
+
+
+def capacity_lines(terms: Iterable[CapacityTerm], *, start: datetime, end: datetime) -> list[Line]:
+    """DESIGN.md §3: one line per reservation or rental overlapping [start, end):
+    round_half_up(units × hours in the period × unit-hour price, 0.01); reservations first,
+    then rentals, each by name and start."""
+    ordered = sorted(terms, key=lambda t: (t.kind != "reservation", t.name, t.starts_at))
+    return [line for term in ordered if (line := _capacity_line(term, start=start, end=end)) is not None]
+
+
 def invoice_rate(*, usage: Iterable[Quantity], schedule: PriceSchedule, terms: ContractTerms,
-                 late_usage: Iterable[Quantity] = (), credit_balance: Decimal = Decimal(0)) -> RatedInvoice:
-    """Lines in DESIGN.md §3 order: usage, late usage, discount, commitment true-up, credits."""
+                 late_usage: Iterable[Quantity] = (), credit_balance: Decimal = Decimal(0),
+                 capacity: Iterable[CapacityTerm] = (), period: tuple[datetime, datetime] | None = None
+                 ) -> RatedInvoice:
+    """Lines in DESIGN.md §3 order: usage, late usage, capacity (reservations and rentals
+    over `period`, [start, end)), discount (of usage and late usage only), commitment
+    true-up and credits (over the subtotal, capacity included)."""
     lines = _usage_lines(_unit_tokens(usage, schedule=schedule, terms=terms, graduated=True, late=False), kind="usage")
     lines += _usage_lines(_unit_tokens(late_usage, schedule=schedule, terms=terms, graduated=False, late=True),
                           kind="late_usage")
     usage_total = sum((line.amount for line in lines), Decimal(0))
+    capacity = tuple(capacity)
+    if capacity:
+        if period is None:
+            raise ValueError("capacity is rated over a period")
+        lines += capacity_lines(capacity, start=period[0], end=period[1])
     if terms.discount_percent and usage_total:
         discount = -round_cents(usage_total * terms.discount_percent / 100)
         lines.append(Line(kind="discount", description=f"Discount {terms.discount_percent.normalize():f}%",

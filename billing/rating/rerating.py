@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from billing.rating.types import Line
 
-COMPARED_KINDS = ("usage", "late_usage", "discount", "minimum")
+COMPARED_KINDS = ("usage", "late_usage", "capacity", "discount", "minimum")
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,8 +110,26 @@ class PriceSchedule:
 
 
 @dataclass(frozen=True, slots=True)
+class CapacityTerm:
+    """Capacity sold by the hour (DESIGN.md §2): a provisioned throughput reservation
+    (`units` of `model_tier`) or a cluster rental (`units` = the cluster's accelerators),
+    at `unit_hour_price` over [starts_at, ends_at) (ends_at None: open). Terms are on the hour.
+    `covered_tokens`: on a rental, the renter's tokens served from the cluster in the period,
+    shown on its line and not priced again."""
+
+    kind: str  # reservation | rental
+    name: str  # the model tier of a reservation, the cluster of a rental
+    units: int
+    unit_hour_price: Decimal
+    starts_at: datetime
+    ends_at: datetime | None
+    cluster: str = ""  # a reservation pinned to a cluster
+    covered_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Line:
-    kind: str  # usage | late_usage | discount | minimum | credits
+    kind: str  # usage | late_usage | capacity | discount | minimum | credits
     description: str
     amount: Decimal
     model: str = ""
@@ -130,7 +148,7 @@ class RatedInvoice:
 
     @property
     def subtotal(self) -> Decimal:
-        """Usage, late usage, discount and commitment true-up: what is owed before credits."""
+        """Usage, late usage, capacity, discount and commitment true-up: what is owed before credits."""
         return sum((line.amount for line in self.lines if line.kind != "credits"), Decimal(0))
 
     @property

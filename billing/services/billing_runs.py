@@ -66,6 +66,12 @@ SELECT DISTINCT customer_id FROM (
     SELECT c.customer_id FROM billing_contract k JOIN metering_customer c ON c.id = k.customer_id
     WHERE k.effective_from < %(end)s AND (k.effective_to IS NULL OR k.effective_to > %(start)s)
     UNION ALL
+    SELECT c.customer_id FROM billing_reservation r JOIN metering_customer c ON c.id = r.customer_id
+    WHERE r.starts_at < %(end)s AND (r.ends_at IS NULL OR r.ends_at > %(start)s)
+    UNION ALL
+    SELECT c.customer_id FROM billing_rental r JOIN metering_customer c ON c.id = r.customer_id
+    WHERE r.starts_at < %(end)s AND (r.ends_at IS NULL OR r.ends_at > %(start)s)
+    UNION ALL
     SELECT c.customer_id FROM billing_invoice i JOIN metering_customer c ON c.id = i.customer_id
     WHERE i.period = %(period)s AND i.status = 'draft'
 ) AS billable
@@ -74,8 +80,8 @@ ORDER BY customer_id
 
 
 def billing_run_customers(*, period: date) -> list[str]:
-    """Customers with usage in the period or late usage before it, a contract in force, or
-    a draft to refresh."""
+    """Customers with usage in the period or late usage before it, a contract, a reservation
+    or a rental in force, or a draft to refresh."""
     start, end = month_bounds(period_start_of(period))
     with connection.cursor() as cursor:
         cursor.execute(RUN_CUSTOMERS_SQL, {"lookback": start - timedelta(days=92), "start": start, "end": end,

@@ -18,13 +18,12 @@ from django.db import transaction
 
 from billing.models import BilledUsage, CreditNote, DebitNote, Invoice, Rerating
 from billing.rating.rerating import COMPARED_KINDS, KeyDifference, KeyTotal, difference_total, keys_compare
-from billing.selectors import PeriodUsage, month_bounds
+from billing.selectors import PeriodUsage, adjustment_billable_hourly_sums, month_bounds
 from billing.services.audit import audit_record
 from billing.services.invoices import (
     CreditNoteInvalid, CreditNoteTooLarge, InvoiceStateConflict, document_event_send, document_numbers_next,
     invoice_credit_room, period_rate_priced, period_start_of,
 )
-from metering import selectors as metering_selectors
 from metering.token_classes import FIELDS as TOKEN_FIELDS
 
 RERATABLE = (Invoice.Status.FINALIZED, Invoice.Status.PAID)
@@ -72,8 +71,8 @@ def _usage_now(invoice: Invoice, start: datetime, end: datetime) -> PeriodUsage:
     sums: dict[tuple, list[int]] = defaultdict(lambda: [0] * len(TOKEN_FIELDS))
     billed = BilledUsage.objects.filter(invoice=invoice).values_list("customer_id", "model", "service_tier", "hour",
                                                                      *TOKEN_FIELDS)
-    corrections = metering_selectors.adjustment_hourly_sums(customer_id=customer_id, start=start, end=end,
-                                                            after_id=invoice.adjustments_through or 0)
+    corrections = adjustment_billable_hourly_sums(customer_id=customer_id, start=start, end=end,  # not rentals'
+                                                  after_id=invoice.adjustments_through or 0)
     for customer, model, service_tier, hour, *tokens in [*billed, *corrections]:
         total = sums[(customer, model, service_tier, hour)]
         for position, count in enumerate(tokens):

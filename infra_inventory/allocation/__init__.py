@@ -9,11 +9,12 @@ the total for any period and any grouping.
 """
 
 from infra_inventory.allocation.core import (
-    MICRO, TOKEN_CLASSES, ClusterHourCost, Deployment, Share, TokenWeights, UsageTokens, allocate, cluster_hour_cost,
-    place, split_largest_remainder, usage_of_counts,
+    MICRO, TOKEN_CLASSES, Carbon, ClusterHourCost, Deployment, HourAllocation, LeaseTerms, Share, TokenWeights,
+    UsageTokens, allocate, allocate_hour, cluster_hour_cost, place, split_largest_remainder, usage_of_counts,
 )
 
 __all__ = [
-    "MICRO", "TOKEN_CLASSES", "ClusterHourCost", "Deployment", "Share", "TokenWeights", "UsageTokens", "allocate",
-    "cluster_hour_cost", "place", "split_largest_remainder", "usage_of_counts",
+    "MICRO", "TOKEN_CLASSES", "Carbon", "ClusterHourCost", "Deployment", "HourAllocation", "LeaseTerms", "Share",
+    "TokenWeights", "UsageTokens", "allocate", "allocate_hour", "cluster_hour_cost", "place", "split_largest_remainder",
+    "usage_of_counts",
 ]

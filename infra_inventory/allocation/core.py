@@ -1,4 +1,5 @@
-"""Cluster-hour cost, the split of a cost by weights, and placement by deployment shares."""
+"""Cluster-hour cost (owned or leased) and emissions, the split of a cost by weights, the
+allocation of a rented hour, and placement by deployment shares."""
 
 from dataclasses import KW_ONLY, dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
@@ -83,6 +84,7 @@ class ClusterHourCost:
     it_kwh: Decimal  # measured, or the board-power estimate
     energy_kwh: Decimal  # it_kwh × PUE
     estimated: bool
+    emissions_kg_co2e: Decimal = Decimal(0)  # whole milligrams: grid (facility kWh × intensity) + embodied share
 
     @property
     def total(self) -> Decimal:
@@ -96,6 +98,24 @@ class Share:
     hardware: Decimal
     power: Decimal
     energy_kwh: Decimal
+    emissions_kg_co2e: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseTerms:
+    """The lease in force at an hour: what a leased cluster pays per accelerator-hour."""
+
+    price_per_accelerator_hour: Decimal
+    includes_power: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Carbon:
+    """The grid's intensity in force at the datacenter, and the SKU's embodied footprint per
+    accelerator (amortized over the SKU's amortization months, like its cost)."""
+
+    g_co2e_per_kwh: Decimal = Decimal(0)
+    embodied_kg_co2e: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,15 +125,26 @@ class Deployment:
 
 
 def cluster_hour_cost(*, accelerators: int, unit_cost: Decimal, amortization_months: int, board_watts: int,
-                      measured_it_kwh: Decimal | None, pue: Decimal, price_per_kwh: Decimal) -> ClusterHourCost:
-    """hardware = count × unit_cost / (months × 730); power = it_kWh × PUE × price, with
-    it_kWh measured, or count × watts / 1000 when no reading exists."""
-    hardware = (accelerators * unit_cost / (amortization_months * HOURS_PER_MONTH)).quantize(MICRO, ROUND_HALF_UP)
+                      measured_it_kwh: Decimal | None, pue: Decimal, price_per_kwh: Decimal,
+                      lease: LeaseTerms | None = None, carbon: Carbon = Carbon()) -> ClusterHourCost:
+    """hardware = count × unit_cost / (months × 730) when owned, count × the lease's price when
+    leased; power = it_kWh × PUE × price (0 when the lease includes power), with it_kWh
+    measured, or count × watts / 1000 when no reading exists; emissions = it_kWh × PUE ×
+    intensity / 1000 + count × embodied / (months × 730), in kg. Each fixed once, half up, to
+    micro-dollars, micro-kWh and milligrams."""
+    if lease is None:
+        hardware = accelerators * unit_cost / (amortization_months * HOURS_PER_MONTH)
+    else:
+        hardware = accelerators * lease.price_per_accelerator_hour
     estimated = measured_it_kwh is None
     it_kwh = Decimal(accelerators * board_watts) / 1000 if estimated else measured_it_kwh
     energy_kwh = (it_kwh * pue).quantize(MICRO, ROUND_HALF_UP)
-    power = (it_kwh * pue * price_per_kwh).quantize(MICRO, ROUND_HALF_UP)
-    return ClusterHourCost(hardware=hardware, power=power, it_kwh=it_kwh, energy_kwh=energy_kwh, estimated=estimated)
+    power = Decimal(0) if lease is not None and lease.includes_power else it_kwh * pue * price_per_kwh
+    emissions = (it_kwh * pue * carbon.g_co2e_per_kwh / 1000
+                 + accelerators * carbon.embodied_kg_co2e / (amortization_months * HOURS_PER_MONTH))
+    return ClusterHourCost(hardware=hardware.quantize(MICRO, ROUND_HALF_UP), power=power.quantize(MICRO, ROUND_HALF_UP),
+                           it_kwh=it_kwh, energy_kwh=energy_kwh, estimated=estimated,
+                           emissions_kg_co2e=emissions.quantize(MICRO, ROUND_HALF_UP))
 
 
 def split_largest_remainder(total: Decimal, weights: list[Decimal], *, unit: Decimal = MICRO) -> list[Decimal]:
@@ -142,7 +173,35 @@ def allocate(cost: ClusterHourCost, usage: list[UsageTokens], weights: TokenWeig
     hardware = split_largest_remainder(cost.hardware, weighted)
     power = split_largest_remainder(cost.power, weighted)
     energy = split_largest_remainder(cost.energy_kwh, weighted)
-    return [Share(u.key, w, h, p, e) for u, w, h, p, e in zip(usage, weighted, hardware, power, energy)]
+    emissions = split_largest_remainder(cost.emissions_kg_co2e, weighted) if cost.emissions_kg_co2e else \
+        [Decimal(0)] * len(usage)
+    return [Share(u.key, w, h, p, e, m)
+            for u, w, h, p, e, m in zip(usage, weighted, hardware, power, energy, emissions)]
+
+
+@dataclass(frozen=True, slots=True)
+class HourAllocation:
+    shares: list[Share]  # the usage's shares; they sum to the hour's cost unless the hour is idle
+    reserved_idle: Share | None  # a rented hour its renter served nothing in: the whole cost, the renter's
+    refused: list[UsageTokens]  # other customers' usage on a rented cluster: no share, reported
+
+
+def allocate_hour(cost: ClusterHourCost, usage: list[UsageTokens], weights: TokenWeights, *,
+                  rented_to: str | None = None) -> HourAllocation:
+    """One cluster-hour. Not rented: `allocate`, idle when nothing weighs. Rented (DESIGN.md
+    §4): the hour is the renter's (a usage key's customer is key[0]); its usage shares the whole
+    cost as usual, and when it served nothing that weighs, the whole cost is its reserved idle
+    (key `(renter, "", "")`, no tokens). Other customers' usage is refused. Either way
+    Σ shares + reserved idle + fleet idle = the hour's cost, exactly."""
+    if rented_to is None:
+        return HourAllocation(allocate(cost, usage, weights), None, [])
+    own = [u for u in usage if u.key[0] == rented_to]
+    refused = [u for u in usage if u.key[0] != rented_to]
+    shares = allocate(cost, own, weights)
+    if shares:
+        return HourAllocation(shares, None, refused)
+    idle = Share((rented_to, "", ""), Decimal(0), cost.hardware, cost.power, cost.energy_kwh, cost.emissions_kg_co2e)
+    return HourAllocation([], idle, refused)
 
 
 def place(usage: UsageTokens, deployments: list[Deployment]) -> list[tuple[str, UsageTokens]]:

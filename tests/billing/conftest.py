@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 
 from billing.services.price_books import price_book_create
+from infra_inventory.models import Cluster, Datacenter, HardwareSku
 from metering.models import HourlyRollup
 from scripts.demo_pricing import price_list
 
@@ -27,3 +28,21 @@ def list_prices(catalog):
 
 def usd(text: str) -> Decimal:
     return Decimal(text)
+
+
+@pytest.fixture
+def fleet(catalog):
+    """Clusters for capacity: iad-h100-a (8 accelerators), iad-h100-b (16), and `retired`,
+    out of service from 2026-10-20."""
+    sku = HardwareSku.objects.create(name="h100-sxm", vendor="NVIDIA", accelerator="H100", unit_cost=Decimal("30000"),
+                                     amortization_months=48, board_watts=700)
+    dc = Datacenter.objects.create(name="iad-1", region="us-east", pue=Decimal("1.20"))
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    return {
+        "iad-h100-a": Cluster.objects.create(name="iad-h100-a", datacenter=dc, sku=sku, accelerator_count=8,
+                                             in_service_from=since),
+        "iad-h100-b": Cluster.objects.create(name="iad-h100-b", datacenter=dc, sku=sku, accelerator_count=16,
+                                             in_service_from=since),
+        "retired": Cluster.objects.create(name="retired", datacenter=dc, sku=sku, accelerator_count=4,
+                                          in_service_from=since, in_service_to=datetime(2026, 10, 20, tzinfo=UTC)),
+    }

@@ -25,6 +25,7 @@ from infra_inventory.selectors import unit_economics
 from infra_inventory.services import USAGE_SQL, costs_allocate, costs_allocate_stale, hours_stale
 from metering import token_classes
 from metering.models import HourlyRollup
+from metering.services import utc_now
 from scripts.demo_pricing import price_list
 
 HOUR = timedelta(hours=1)
@@ -505,7 +506,8 @@ class TestLateData:
     def test_late_event_and_late_reading_reallocate_only_their_hours(self, catalog, iad):
         list_prices_publish()
         start, end = T0, T0 + 6 * HOUR
-        first_run, second_run = end + HOUR, end + 5 * HOUR
+        first_run = utc_now()  # after the inventory was written (hours_stale compares its updated_at)
+        second_run = first_run + 4 * HOUR
         for n in range(6):
             rollup("acme", "gpt-5.4", start + n * HOUR, input_tokens=1_000_000, output=250_000, cluster="iad-h100-a")
         costs_allocate(start=start, end=end, as_of=first_run)

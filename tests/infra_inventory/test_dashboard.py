@@ -1,5 +1,5 @@
 """The finance dashboard: who may open it, and, in headless Chromium against a live server,
-that its four charts draw from the unit-economics API and show the API's own figures.
+that its charts draw from the unit-economics API and show the API's own figures.
 
 The browser test needs Debian's `chromium` (scripts/system-packages.txt, installed by `make test`) and the `playwright`
 Python package (dev extras); it never downloads a browser. A screenshot of the page is
@@ -19,9 +19,10 @@ from billing.permissions import FINANCE_VIEWER
 from billing.services.price_books import price_book_create
 from infra_inventory.dashboard import PeriodForm, last_full_month
 from infra_inventory.margins import margin_alerts_record
-from infra_inventory.models import Cluster, Datacenter, HardwareSku, PowerContract
+from infra_inventory.models import Cluster, Datacenter, GridIntensity, HardwareSku, PowerContract
 from infra_inventory.services import costs_allocate
 from metering.models import HourlyRollup
+from metering.services import utc_now
 from scripts.demo_pricing import price_list
 
 DASHBOARD = "/admin/finance-dashboard/"
@@ -35,6 +36,7 @@ CHARTS = {  # container → the marks that show it has drawn
     "#fd-datacenter": "svg rect.fd-segment",
     "#fd-margin-customer": "svg g.fd-bar rect",
     "#fd-margin-model": "svg g.fd-bar rect",
+    "#fd-emissions": "svg g.fd-bar rect",
     "#fd-idle": "svg g.fd-bar rect",
 }
 
@@ -54,11 +56,13 @@ def rollup(customer_id: str, model: str, cluster: str, hour: datetime, *, input_
 @pytest.fixture
 def fleet_with_usage(catalog):
     """Two datacenters, three clusters (one never used: idle cost), list prices, three days
-    of usage; allocated. globex's nano traffic on the dear Frankfurt cluster loses money."""
+    of usage; allocated. globex's nano traffic on the dear Frankfurt cluster loses money. Both
+    grids have an intensity and the H100s an embodied footprint (emissions chart)."""
     price_book_create(effective_from=datetime(2026, 1, 1, tzinfo=UTC), currency="USD", prices=price_list(),
                       actor="test", as_of=datetime(2026, 1, 1, tzinfo=UTC))
     h100 = HardwareSku.objects.create(name="h100-sxm", vendor="NVIDIA", accelerator="H100 SXM",
-                                      unit_cost=Decimal("30000.00"), amortization_months=48, board_watts=700)
+                                      unit_cost=Decimal("30000.00"), amortization_months=48, board_watts=700,
+                                      embodied_kg_co2e=Decimal("1500"))
     mi300 = HardwareSku.objects.create(name="mi300x", vendor="AMD", accelerator="MI300X",
                                        unit_cost=Decimal("15000.00"), amortization_months=48, board_watts=750)
     iad = Datacenter.objects.create(name="iad-1", region="us-east", pue=Decimal("1.20"))
@@ -66,6 +70,8 @@ def fleet_with_usage(catalog):
     since = datetime(2026, 1, 1, tzinfo=UTC)
     PowerContract.objects.create(datacenter=iad, effective_from=since, price_per_kwh=Decimal("0.0800"))
     PowerContract.objects.create(datacenter=fra, effective_from=since, price_per_kwh=Decimal("0.2200"))
+    GridIntensity.objects.create(datacenter=iad, effective_from=since, g_co2e_per_kwh=Decimal("380"))
+    GridIntensity.objects.create(datacenter=fra, effective_from=since, g_co2e_per_kwh=Decimal("150"))
     for name, dc, sku, count in (("iad-h100-a", iad, h100, 8), ("iad-h100-spare", iad, h100, 4),
                                  ("fra-mi300-a", fra, mi300, 8)):
         Cluster.objects.create(name=name, datacenter=dc, sku=sku, accelerator_count=count, in_service_from=since)
@@ -75,7 +81,7 @@ def fleet_with_usage(catalog):
             rollup("acme", "gpt-5.4", "iad-h100-a", at, input_tokens=2_000_000 + day * 500_000, output=600_000)
             rollup("acme", "gpt-5.4-mini", "iad-h100-a", at, input_tokens=1_500_000, output=400_000 + day * 100_000)
             rollup("globex", "gpt-5.4-nano", "fra-mi300-a", at, input_tokens=900_000, output=150_000 + day * 50_000)
-    costs_allocate(start=START, end=END, as_of=END + timedelta(hours=2))
+    costs_allocate(start=START, end=END, as_of=utc_now())  # after the inventory was written: current
     margin_alerts_record(start=START, end=END, as_of=END + timedelta(days=1))
 
 
@@ -200,10 +206,12 @@ def test_the_dashboard_draws_the_apis_figures(live_server, fleet_with_usage):
     by_customer = api(client, f"/api/v1/unit-economics?{instants}&group_by=customer")
     by_tier_day = api(client, f"/api/v1/unit-economics?{instants}&group_by=model_tier,day")
     by_cluster = api(client, f"/api/v1/unit-economics?{instants}&group_by=cluster")
+    by_datacenter = api(client, f"/api/v1/unit-economics?{instants}&group_by=datacenter")
     alerts = api(client, f"/api/v1/margin-alerts?{instants}")
     globex = next(row for row in by_customer["results"] if row["customer"] == "globex")
     frontier = next(row for row in by_tier_day["results"] if row["model_tier"] == "frontier")
     spare = next(row for row in by_cluster["results"] if row["cluster"] == "iad-h100-spare")
+    iad = next(row for row in by_datacenter["results"] if row["datacenter"] == "iad-1")
 
     def read(page):
         for container, marks in CHARTS.items():
@@ -218,6 +226,8 @@ def test_the_dashboard_draws_the_apis_figures(live_server, fleet_with_usage):
                 f"#fd-cost-tier g.fd-series[data-tier='frontier'] circle[data-day='{frontier['day'][:10]}']"
             ).get_attribute("data-value"),
             "spare idle": page.locator("#fd-idle g.fd-bar[data-key='iad-h100-spare'] .fd-value").text_content(),
+            "iad emissions": page.locator("#fd-emissions g.fd-bar[data-key='iad-1']").get_attribute("data-value"),
+            "iad emissions shown": page.locator("#fd-emissions g.fd-bar[data-key='iad-1'] .fd-value").text_content(),
             "alerts": page.locator("#fd-alerts tr.fd-alert").all_text_contents(),
             "chart names": page.locator("svg[role='img'] > title").all_text_contents(),
             "formatted": page.evaluate("""() => ["-1234.565", "0.004", "-0.004", "1234567.5", "12"]
@@ -228,17 +238,22 @@ def test_the_dashboard_draws_the_apis_figures(live_server, fleet_with_usage):
     shown = in_chromium(live_server, client, period_query(), read, screenshot=ARTIFACTS / "dashboard.png")
 
     assert shown["errors"] == []
-    assert shown["states"] == ["ready"] * 5
+    assert shown["states"] == ["ready"] * 6
     assert Decimal(globex["gross_margin"]) < 0
     assert shown["globex margin"] == money(globex["gross_margin"])
     assert shown["globex negative"]
     assert shown["revenue total"] == money(by_customer["totals"]["revenue"])
     assert shown["frontier point"] == frontier["cost_per_million_tokens"]
     assert shown["spare idle"] == money(spare["idle_cost"])
+    assert Decimal(iad["g_co2e_per_million_tokens"]) > 0
+    assert shown["iad emissions"] == iad["g_co2e_per_million_tokens"]
+    assert shown["iad emissions shown"] == \
+        f"{Decimal(iad['g_co2e_per_million_tokens']).quantize(Decimal('0.1'), ROUND_HALF_UP):,} g"
     assert len(shown["alerts"]) == len(alerts["results"]) > 0
     assert any("globex" in text and "nano" in text for text in shown["alerts"])
     assert shown["chart names"] == ["Cost per 1M tokens by model tier, per day", "Hardware vs power share by datacenter",
-                                    "Gross margin by customer", "Gross margin by model", "Idle cost by cluster"]
+                                    "Gross margin by customer", "Gross margin by model",
+                                    "Emissions per 1M tokens by datacenter", "Idle cost by cluster"]
     assert shown["formatted"] == ["-$1,234.57", "$0.00", "$0.00", "$1,234,567.50", "$12.00"]
     assert shown["sum"] == "123.285"
 
@@ -255,7 +270,7 @@ def test_a_period_without_usage_says_so(live_server):
     })
 
     assert shown["errors"] == []
-    assert shown["states"] == ["ready"] * 5
+    assert shown["states"] == ["ready"] * 6
     assert shown["messages"][0] == "No allocated usage in this period."
     assert "No margin alerts in this period." in shown["alerts"]
     assert shown["revenue total"] == "$0.00"
@@ -270,5 +285,5 @@ def test_an_api_refusal_is_shown_in_place_of_each_chart(live_server):
         "messages": page.locator(".fd-chart .fd-error").all_text_contents(),
     })
 
-    assert shown["states"] == ["error"] * 5
+    assert shown["states"] == ["error"] * 6
     assert all(message.startswith("The API answered 422") for message in shown["messages"])

@@ -123,7 +123,8 @@ class TestReadingForm:
 class TestInventoryEditing:
     def test_a_manager_adds_a_cluster_and_a_viewer_may_not(self, manager, viewer, cluster):
         form = {"name": "iad-h100-b", "datacenter": cluster.datacenter_id, "sku": cluster.sku_id,
-                "accelerator_count": 8, "in_service_from_0": "2026-03-01", "in_service_from_1": "00:00:00"}
+                "accelerator_count": 8, "in_service_from_0": "2026-03-01", "in_service_from_1": "00:00:00",
+                "ownership": "owned"}
 
         refused = viewer.post(url("cluster_add"), form)
         added = manager.post(url("cluster_add"), form)
@@ -150,7 +151,8 @@ class TestInventoryEditing:
 
     def test_a_manager_sets_every_token_weight_and_a_negative_one_is_refused(self, manager, db):
         form = {"name": "mi300x", "vendor": "AMD", "accelerator": "MI300X", "unit_cost": "15000.00",
-                "amortization_months": 48, "board_watts": 750, "weight_input": "1", "weight_cached_input": "0.1",
+                "amortization_months": 48, "board_watts": 750, "embodied_kg_co2e": "1500", "weight_input": "1",
+                "weight_cached_input": "0.1",
                 "weight_cache_write": "1.2", "weight_cache_write_long": "1.8", "weight_audio_input": "2.5",
                 "weight_output": "4", "weight_audio_output": "-1"}
 
@@ -162,6 +164,7 @@ class TestInventoryEditing:
         sku = HardwareSku.objects.get(name="mi300x")
         assert (sku.weight_cache_write, sku.weight_cache_write_long, sku.weight_audio_input, sku.weight_audio_output) \
             == (Decimal("1.2"), Decimal("1.8"), Decimal("2.5"), Decimal(9))
+        assert sku.embodied_kg_co2e == Decimal(1500)
 
     def test_the_sku_form_explains_the_default_weights(self, manager, db):
         response = manager.get(url("hardwaresku_add"))
@@ -172,7 +175,7 @@ class TestInventoryEditing:
         assert "Default 2." in field.help_text and "≈1 h" in field.help_text
 
     @pytest.mark.parametrize("name", ["hardwaresku", "datacenter", "powercontract", "cluster", "deployment",
-                                      "powerreading"])
+                                      "powerreading", "lease", "gridintensity", "unpricedclusterhour"])
     def test_viewers_read_every_inventory_list(self, viewer, name):
         assert viewer.get(url(f"{name}_changelist")).status_code == 200
 

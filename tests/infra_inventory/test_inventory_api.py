@@ -17,10 +17,11 @@ from metering.services import utc_now
 from tests.conftest import utc
 
 PROBLEM = "application/problem+json"
-INVENTORY_PATHS = ["hardware-skus", "datacenters", "power-contracts", "clusters", "deployments", "power-readings"]
+INVENTORY_PATHS = ["hardware-skus", "datacenters", "power-contracts", "clusters", "deployments", "power-readings",
+                   "leases", "grid-intensities"]
 
 SKU = {"name": "h100-sxm", "vendor": "NVIDIA", "accelerator": "H100 SXM", "unit_cost": "30000.00",
-       "amortization_months": 48, "board_watts": 700,
+       "amortization_months": 48, "board_watts": 700, "embodied_kg_co2e": "2190.5",
        "token_weights": {"input": "1", "cached_input": "0.1", "cache_write": "1.1", "cache_write_long": "1.6",
                          "audio_input": "2.5", "output": "4", "audio_output": "7.25"}}
 DEFAULT_WEIGHTS = {"input": "1", "cached_input": "0.1", "cache_write": "1.25", "cache_write_long": "2",
@@ -201,7 +202,7 @@ class TestPowerContracts:
 @pytest.mark.django_db
 class TestClusters:
     BODY = {"name": "iad-h100-b", "datacenter": "iad-1", "sku": "h100-sxm", "accelerator_count": 1024,
-            "in_service_from": "2026-03-01T00:00:00Z", "in_service_to": None}
+            "in_service_from": "2026-03-01T00:00:00Z", "in_service_to": None, "ownership": "owned"}
 
     def test_creates_and_lists(self, admin, fleet):
         created = admin.post(url("clusters"), self.BODY, format="json")

@@ -16,6 +16,7 @@ from infra_inventory.margins import margin_alerts_record
 from infra_inventory.models import ClusterHourCost, CostAllocation, MarginAlert
 from infra_inventory.selectors import unit_economics
 from infra_inventory.services import costs_allocate
+from metering.services import utc_now
 from tests.infra_inventory.test_allocation import (
     cluster_make, datacenter_make, list_prices_publish, reading, rollup, sku_make,
 )
@@ -138,16 +139,20 @@ class TestUnitEconomicsApi:
             "cluster": "iad-h100-a", "day": "2026-03-02T00:00:00+00:00", "tokens": 6_862_500,
             "input_tokens": 5_500_000, "cached_input_tokens": 500_000, "cache_write_tokens": 0,
             "cache_write_long_tokens": 0, "audio_input_tokens": 0, "output_tokens": 862_500, "audio_output_tokens": 0,
-            "reasoning_tokens": 0, "revenue": "10.80", "hardware_cost": "16.00", "power_cost": "1.80",
+            "reasoning_tokens": 0, "covered_tokens": 0, "revenue": "10.80", "usage_revenue": "10.80",
+            "capacity_revenue": "0.00", "hardware_cost": "16.00", "power_cost": "1.80",
             "energy_kwh": "18.000",
             "gross_margin": "-7.00", "margin_percent": "-64.81", "cost_per_million_tokens": "2.593807",
             "kwh_per_million_tokens": "2.622951", "idle_cost": "9.00", "total_cost": "26.80",
-            "idle_energy_kwh": "10.000",
+            "idle_energy_kwh": "10.000", "reserved_idle_cost": "0.00", "emissions_kg_co2e": "0.000",
+            "g_co2e_per_million_tokens": "0.000",
         }
         totals = body["totals"]
         assert (totals["total_cost"], totals["hardware_cost"], totals["power_cost"], totals["idle_cost"]) == \
             ("30.40", "16.00", "1.80", "12.60")
         assert totals["cluster_hours"] == 6 and totals["hours_not_allocated"] == 0
+        assert (body["capacity_revenue"], totals["capacity_revenue"], totals["capacity_revenue_outside_rows"]) == \
+            ("0.00", "0.00", "0.00")
 
     def test_customer_rows_carry_no_idle_cost(self, scenario, api_client_for):
         response = api_client_for("admin").get("/api/v1/unit-economics", {
@@ -329,7 +334,7 @@ def cheap_fleet(catalog):
     for customer_id in ("acme", "globex"):
         rollup(customer_id, "gpt-5.4", T0, input_tokens=1_000_000, output=1_000_000, cluster="iad-h100-a")
     day = utc(2026, 3, 2)
-    costs_allocate(start=day, end=day + DAY, as_of=day + DAY)
+    costs_allocate(start=day, end=day + DAY, as_of=utc_now())  # after the inventory was written: current
     return day
 
 

@@ -470,6 +470,23 @@
     });
   }
 
+  function drawEmissions(container, body) {
+    drawBars(container, {
+      title: "Emissions per 1M tokens by datacenter",
+      description: "gCO2e allocated per million tokens served in each datacenter: facility energy times the grid's "
+        + "intensity, plus the hardware's embodied share.",
+      caption: "Emissions per 1M tokens by datacenter",
+      keyHeader: "Datacenter",
+      valueHeader: "gCO2e per 1M tokens",
+      format: (value) => `${formatNumber(value, 1)} g`,
+      items: rowsOf(body).filter((row) => row.g_co2e_per_million_tokens != null)
+        .map((row) => ({
+          key: row.datacenter, label: row.datacenter, value: row.g_co2e_per_million_tokens,
+          note: `${formatNumber(row.emissions_kg_co2e, 1)} kg over ${formatNumber(String(row.tokens), 0)} tokens`,
+        })),
+    });
+  }
+
   // --- totals and alerts ----------------------------------------------------------------------
 
   const TOTALS = [
@@ -482,8 +499,12 @@
     ["tokens", "Tokens", (value) => formatNumber(value, 0)],
     ["energy_kwh", "Energy", (value) => `${formatNumber(value, 1)} kWh`],
     ["idle_cost", "Idle cost", formatMoney],
+    ["reserved_idle_cost", "Reserved idle cost", formatMoney],
     ["total_cost", "Fleet cost", formatMoney],
+    ["total_emissions_kg_co2e", "Fleet emissions", (value) => `${formatNumber(value, 1)} kgCO2e`],
+    ["g_co2e_per_million_tokens", "Emissions per 1M tokens", (value) => `${formatNumber(value, 1)} gCO2e`],
     ["unplaced_tokens", "Unplaced tokens", (value) => formatNumber(value, 0)],
+    ["unpriced_tokens", "Unpriced tokens (leased, no lease)", (value) => formatNumber(value, 0)],
   ];
 
   function drawTotals(list, body) {
@@ -553,7 +574,9 @@
   const byCustomer = unitEconomics("customer");
   draw("fd-totals", byCustomer, drawTotals);
   draw("fd-cost-tier", unitEconomics("model_tier,day"), drawCostByTier);
-  draw("fd-datacenter", unitEconomics("datacenter"), drawDatacenterShare);
+  const byDatacenter = unitEconomics("datacenter");
+  draw("fd-datacenter", byDatacenter, drawDatacenterShare);
+  draw("fd-emissions", byDatacenter, drawEmissions);
   draw("fd-margin-customer", byCustomer, (container, body) => drawMargin(container, body, "customer", "customer"));
   draw("fd-margin-model", unitEconomics("model"), (container, body) => drawMargin(container, body, "model", "model"));
   draw("fd-idle", unitEconomics("cluster"), drawIdle);
