@@ -16,7 +16,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 HOUR = timedelta(hours=1)
-RESERVATION = {"customer_id": "initech", "model_tier": "frontier", "units": 4, "unit_hour_price": Decimal("6.50")}
+# Sized to the scale-model fleet (scripts.demo_costs): 2 units at 0.40 a unit-hour is about the
+# hourly cost of the frontier capacity initech's provisioned share would take, not a cloud list price.
+RESERVATION = {"customer_id": "initech", "model_tier": "frontier", "units": 2, "unit_hour_price": Decimal("0.40")}
 RESERVATION_STARTS_DAYS = timedelta(days=14, hours=12)  # mid-month, on the hour
 RENTAL = {"customer_id": "hooli", "cluster": "iad-h200-a", "accelerator_hour_price": Decimal("3.20")}
 RENTAL_DAYS = timedelta(days=2)  # at the end of the month

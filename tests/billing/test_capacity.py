@@ -373,5 +373,5 @@ class TestDemoCapacity:
 
         out = capsys.readouterr().out
         assert "-- invoice preview 2026-10 for initech" in out and "-- invoice preview 2026-10 for hooli" in out
-        assert "Provisioned throughput frontier: 4 units × 396 h × 6.50 per unit-hour" in out
+        assert "Provisioned throughput frontier: 2 units × 396 h × 0.40 per unit-hour" in out
         assert "Dedicated cluster iad-h200-a: 1 accelerators × 48 h × 3.20 per accelerator-hour" in out
