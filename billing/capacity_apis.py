@@ -24,23 +24,39 @@ def _instant(value):
     return value.isoformat() if value else None
 
 
-class ReservationSerializer(serializers.Serializer):
-    """A reservation version: `units` of a model tier's provisioned throughput over
-    [starts_at, ends_at), at a price per unit-hour."""
+class _TermSerializer(serializers.Serializer):
+    """The fields and rule every capacity term has: [starts_at, ends_at) on the hour."""
 
     id = serializers.IntegerField(read_only=True)
     customer_id = serializers.CharField(read_only=True)
+    starts_at = InstantField(validators=[on_the_hour])
+    ends_at = InstantField(required=False, allow_null=True, default=None, validators=[on_the_hour],
+                           help_text="Exclusive, on the hour; null: open-ended.")
+    created_at = serializers.DateTimeField(read_only=True)
+    created_by = serializers.CharField(read_only=True)
+
+    def validate(self, attrs):
+        if attrs["ends_at"] is not None and attrs["ends_at"] <= attrs["starts_at"]:
+            raise serializers.ValidationError({"ends_at": ["Must be after starts_at."]})
+        return attrs
+
+
+def _cluster_known(value):
+    if value is not None and not Cluster.objects.filter(name=value).exists():
+        raise serializers.ValidationError(f"No cluster '{value}'.")
+    return value
+
+
+class ReservationSerializer(_TermSerializer):
+    """A reservation version: `units` of a model tier's provisioned throughput over
+    [starts_at, ends_at), at a price per unit-hour."""
+
     model_tier = serializers.SlugField(max_length=32)
     units = serializers.IntegerField(min_value=1, max_value=2_147_483_647)
     unit_hour_price = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=Decimal(0),
                                                help_text="USD per unit-hour, at most 6 decimals.")
-    starts_at = InstantField(validators=[on_the_hour])
-    ends_at = InstantField(required=False, allow_null=True, default=None, validators=[on_the_hour],
-                           help_text="Exclusive, on the hour; null: open-ended.")
     cluster = serializers.SlugField(max_length=64, required=False, allow_null=True, default=None,
                                     help_text="Pins the capacity to one cluster, in service over the whole term.")
-    created_at = serializers.DateTimeField(read_only=True)
-    created_by = serializers.CharField(read_only=True)
 
     def validate_model_tier(self, value):
         if not ModelTierChange.objects.filter(tier=value).exists():
@@ -48,14 +64,7 @@ class ReservationSerializer(serializers.Serializer):
         return value
 
     def validate_cluster(self, value):
-        if value is not None and not Cluster.objects.filter(name=value).exists():
-            raise serializers.ValidationError(f"No cluster '{value}'.")
-        return value
-
-    def validate(self, attrs):
-        if attrs["ends_at"] is not None and attrs["ends_at"] <= attrs["starts_at"]:
-            raise serializers.ValidationError({"ends_at": ["Must be after starts_at."]})
-        return attrs
+        return _cluster_known(value)
 
     def to_representation(self, r: Reservation):
         return {"id": r.pk, "customer_id": r.customer.customer_id, "model_tier": r.model_tier, "units": r.units,
@@ -70,31 +79,17 @@ class ReservationOutSerializer(ReservationSerializer):
     unit_hour_price = UnitPriceField(help_text="USD per unit-hour.")
 
 
-class RentalSerializer(serializers.Serializer):
+class RentalSerializer(_TermSerializer):
     """A whole cluster rented over [starts_at, ends_at) at a price per accelerator-hour."""
 
-    id = serializers.IntegerField(read_only=True)
-    customer_id = serializers.CharField(read_only=True)
     cluster = serializers.SlugField(max_length=64)
     accelerator_hour_price = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=Decimal(0),
                                                       help_text="USD per accelerator-hour, at most 6 decimals.")
     accelerator_count = serializers.IntegerField(read_only=True,
                                                  help_text="The cluster's accelerators when rented: what is billed.")
-    starts_at = InstantField(validators=[on_the_hour])
-    ends_at = InstantField(required=False, allow_null=True, default=None, validators=[on_the_hour],
-                           help_text="Exclusive, on the hour; null: open-ended.")
-    created_at = serializers.DateTimeField(read_only=True)
-    created_by = serializers.CharField(read_only=True)
 
     def validate_cluster(self, value):
-        if not Cluster.objects.filter(name=value).exists():
-            raise serializers.ValidationError(f"No cluster '{value}'.")
-        return value
-
-    def validate(self, attrs):
-        if attrs["ends_at"] is not None and attrs["ends_at"] <= attrs["starts_at"]:
-            raise serializers.ValidationError({"ends_at": ["Must be after starts_at."]})
-        return attrs
+        return _cluster_known(value)
 
     def to_representation(self, r: Rental):
         return {"id": r.pk, "customer_id": r.customer.customer_id, "cluster": r.cluster.name,
@@ -108,27 +103,42 @@ class RentalOutSerializer(RentalSerializer):
 
 
 class _CapacityListApi(APIView):
+    """GET lists the customer's terms (`related`, in `ordering`); POST (admin only) makes one
+    through `service`. Subclasses carry the schema."""
+
     scopes = ("customer",)
     pagination_class = NextPagination
+    serializer: type[_TermSerializer]
+    related: str
+    ordering: tuple[str, ...]
+    service = None
 
-    def _page(self, request, queryset, serializer):
+    def _list(self, request, customer_id):
+        customer = customer_visible(request, customer_id)
+        terms = getattr(customer, self.related).select_related("customer", "cluster").order_by(*self.ordering)
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(serializer(page, many=True).data)
+        page = paginator.paginate_queryset(terms, request, view=self)
+        return paginator.get_paginated_response(self.serializer(page, many=True).data)
 
-    def _admin_only(self, request):
+    def _create(self, request, customer_id):
         if customer_scope_of(request) is not None:
             self.permission_denied(request, "Only an admin key changes capacity.")
+        customer = customer_visible(request, customer_id)
+        data = self.serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        term = self.service(customer_id=customer.customer_id, **data.validated_data, actor=actor_of(request),
+                            as_of=utc_now())
+        return Response(self.serializer(term).data, status=status.HTTP_201_CREATED)
 
 
 class ReservationListApi(_CapacityListApi):
+    serializer, related, ordering = ReservationSerializer, "reservations", ("model_tier", "starts_at", "pk")
+    service = staticmethod(reservation_put)
+
     @extend_schema(operation_id="customer_reservations_list", responses={200: ReservationOutSerializer(many=True)},
                    description="Every reservation version of the customer, by model tier and start.")
     def get(self, request, customer_id):
-        customer = customer_visible(request, customer_id)
-        versions = customer.reservations.select_related("customer", "cluster").order_by("model_tier", "starts_at",
-                                                                                        "pk")
-        return self._page(request, versions, ReservationSerializer)
+        return self._list(request, customer_id)
 
     @extend_schema(operation_id="customer_reservations_create", request=ReservationSerializer,
                    responses={201: ReservationOutSerializer, 409: problem(409)},
@@ -136,22 +146,17 @@ class ReservationListApi(_CapacityListApi):
                                "open-ended earlier version is closed there. Overlapping another version, or meeting "
                                "a period already invoiced, answers 409; a cluster out of service over the term 422.")
     def post(self, request, customer_id):
-        self._admin_only(request)
-        customer = customer_visible(request, customer_id)
-        data = ReservationSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        reservation = reservation_put(customer_id=customer.customer_id, **data.validated_data,
-                                      actor=actor_of(request), as_of=utc_now())
-        return Response(ReservationSerializer(reservation).data, status=status.HTTP_201_CREATED)
+        return self._create(request, customer_id)
 
 
 class RentalListApi(_CapacityListApi):
+    serializer, related, ordering = RentalSerializer, "rentals", ("starts_at", "pk")
+    service = staticmethod(rental_create)
+
     @extend_schema(operation_id="customer_rentals_list", responses={200: RentalOutSerializer(many=True)},
                    description="Every cluster the customer rents or rented, by start.")
     def get(self, request, customer_id):
-        customer = customer_visible(request, customer_id)
-        rentals = customer.rentals.select_related("customer", "cluster").order_by("starts_at", "pk")
-        return self._page(request, rentals, RentalSerializer)
+        return self._list(request, customer_id)
 
     @extend_schema(operation_id="customer_rentals_create", request=RentalSerializer,
                    responses={201: RentalOutSerializer, 409: problem(409)},
@@ -159,10 +164,4 @@ class RentalListApi(_CapacityListApi):
                                "(409), nor may a rental meet a period already invoiced (409); a cluster out of "
                                "service over the term answers 422.")
     def post(self, request, customer_id):
-        self._admin_only(request)
-        customer = customer_visible(request, customer_id)
-        data = RentalSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        rental = rental_create(customer_id=customer.customer_id, **data.validated_data, actor=actor_of(request),
-                               as_of=utc_now())
-        return Response(RentalSerializer(rental).data, status=status.HTTP_201_CREATED)
+        return self._create(request, customer_id)

@@ -84,8 +84,9 @@ def _covered(alias: str, hour: str) -> str:
 
 
 def billable_hourly_sums(*, customer_ids: list[str] | None, start: datetime, end: datetime) -> list[tuple]:
-    """Like `metering.selectors.rollup_hourly_sums`, without the usage rentals cover: what
-    an invoice of [start, end) rates and records as billed."""
+    """(customer_id, model, service_tier, hour, then the sums of token_classes.FIELDS) of the
+    hourly rollups over [start, end), summed over regions and clusters, without the usage
+    rentals cover: what an invoice of [start, end) rates and records as billed."""
     customer_filter = "AND r.customer_id = ANY(%(customers)s)" if customer_ids is not None else ""
     sql = f"""
         SELECT r.customer_id, r.model, r.service_tier, r.hour, {_sums("r", cast=True)}
@@ -100,8 +101,9 @@ def billable_hourly_sums(*, customer_ids: list[str] | None, start: datetime, end
 
 def adjustment_billable_hourly_sums(*, customer_id: str, start: datetime, end: datetime, after_id: int
                                     ) -> list[tuple]:
-    """Like `metering.selectors.adjustment_hourly_sums`, without adjustments of usage a
-    rental covers (that usage was never billed, so its corrections are not re-rated)."""
+    """Like `billable_hourly_sums`, of the differences the customer's usage adjustments
+    numbered after `after_id` make to usage served in [start, end), without adjustments of
+    usage a rental covers (that usage was never billed, so its corrections are not re-rated)."""
     hour = "date_trunc('hour', a.occurred_at, 'UTC')"
     sql = f"""
         SELECT a.customer_id, a.model, a.service_tier, {hour} AS hour, {_sums("a", cast=True)}

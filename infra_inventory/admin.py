@@ -130,13 +130,15 @@ class DatacenterAdmin(InventoryAdmin):
     search_fields = ["name", "region"]
 
 
-class PowerContractForm(OnTheHourForm):
+class EffectiveFromForm(OnTheHourForm):
+    """An effective-dated version (power contract, grid intensity): from an hour on."""
+
     hour_fields = ("effective_from",)
 
 
 @admin.register(PowerContract)
 class PowerContractAdmin(DatacenterOwnedAdmin):
-    form = PowerContractForm
+    form = EffectiveFromForm
     key_fields = ("datacenter", "effective_from")
     list_display = ["datacenter", "effective_from", "price_per_kwh"]
     list_filter = ["datacenter"]
@@ -148,13 +150,9 @@ class ClusterForm(OnTheHourForm):
     hour_fields = ("in_service_from", "in_service_to")
 
 
-class GridIntensityForm(OnTheHourForm):
-    hour_fields = ("effective_from",)
-
-
 @admin.register(GridIntensity)
 class GridIntensityAdmin(DatacenterOwnedAdmin):
-    form = GridIntensityForm
+    form = EffectiveFromForm
     key_fields = ("datacenter", "effective_from")
     list_display = ["datacenter", "effective_from", "g_co2e_per_kwh"]
     list_filter = ["datacenter"]

@@ -274,11 +274,9 @@ class Pricing:
             return None
 
 
-def _boundaries(pricing: Pricing, start: datetime, end: datetime, *, daily: bool) -> list[datetime]:
-    """`start` and every instant in (start, end) where a month, a tier, a price (or, when
-    grouping by day, a day) begins: the hours between two are priced alike."""
-    instants = {start, *pricing.schedule.boundaries(start, end)}
-    month = month_bounds(start)[1]
+def _calendar_cuts(start: datetime, end: datetime, *, daily: bool) -> set[datetime]:
+    """`start` and every month start (and, when `daily`, every day start) in (start, end)."""
+    instants, month = {start}, month_bounds(start)[1]
     while month < end:
         instants.add(month)
         month = month_bounds(month)[1]
@@ -287,7 +285,13 @@ def _boundaries(pricing: Pricing, start: datetime, end: datetime, *, daily: bool
         while day < end:
             instants.add(day)
             day += DAY
-    return sorted(instants)
+    return instants
+
+
+def _boundaries(pricing: Pricing, start: datetime, end: datetime, *, daily: bool) -> list[datetime]:
+    """`start` and every instant in (start, end) where a month, a tier, a price (or, when
+    grouping by day, a day) begins: the hours between two are priced alike."""
+    return sorted(_calendar_cuts(start, end, daily=daily) | set(pricing.schedule.boundaries(start, end)))
 
 
 ALLOCATION_SQL = f"""
@@ -355,16 +359,7 @@ def _covered(params: dict) -> dict[tuple, list[int]]:
 def _pieces(start: datetime, end: datetime, *, daily: bool) -> list[tuple[datetime, datetime]]:
     """[start, end) cut at each month (and, when grouping by day, each day): what one
     capacity line covers, as an invoice has one per term and month."""
-    instants, month = {start, end}, month_bounds(start)[1]
-    while month < end:
-        instants.add(month)
-        month = month_bounds(month)[1]
-    if daily:
-        day = start.replace(hour=0) + DAY
-        while day < end:
-            instants.add(day)
-            day += DAY
-    ordered = sorted(instants)
+    ordered = sorted(_calendar_cuts(start, end, daily=daily) | {end})
     return list(zip(ordered, ordered[1:]))
 
 

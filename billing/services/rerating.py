@@ -128,18 +128,21 @@ def invoice_rerate(*, invoice_id: int, reason: str, actor: str, as_of: datetime)
     return rerating
 
 
+def _period_invoices(period: date):
+    return Invoice.objects.filter(period=period, status__in=RERATABLE).select_related("customer").order_by(
+        "customer__customer_id")
+
+
 def period_rerate_preview(*, period: date) -> list[RerateResult]:
     """Every finalized or paid invoice of the period that re-rating would change."""
-    invoices = Invoice.objects.filter(period=period, status__in=RERATABLE).select_related("customer").order_by(
-        "customer__customer_id")
-    return [result for invoice in invoices if (result := invoice_rerate_preview(invoice)).differences]
+    return [result for invoice in _period_invoices(period) if (result := invoice_rerate_preview(invoice)).differences]
 
 
 def period_rerate(*, period: date, reason: str, actor: str, as_of: datetime) -> list[Rerating]:
-    """Apply every re-rating of the period, each invoice in a transaction of its own."""
+    """Apply every re-rating of the period, each invoice in a transaction of its own (which
+    rates it under its lock and issues nothing when nothing changed)."""
     issued = []
-    for result in period_rerate_preview(period=period):
-        if (rerating := invoice_rerate(invoice_id=result.invoice.pk, reason=reason, actor=actor,
-                                       as_of=as_of)) is not None:
+    for invoice_id in _period_invoices(period).values_list("pk", flat=True):
+        if (rerating := invoice_rerate(invoice_id=invoice_id, reason=reason, actor=actor, as_of=as_of)) is not None:
             issued.append(rerating)
     return issued
