@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing import apis, capacity_apis, invoice_apis, note_apis, rerating_apis, webhook_apis
+from billing import apis, capacity_apis, invoice_apis, note_apis, rerating_apis, spend_apis, webhook_apis
 from billing.models import CreditNote, DebitNote
 from billing.services.invoices import invoice_finalize, invoice_mark_paid, invoice_void
 
@@ -12,6 +12,8 @@ urlpatterns = [
     path("customers/<slug:customer_id>/reservations", capacity_apis.ReservationListApi.as_view(),
          name="customer-reservations"),
     path("customers/<slug:customer_id>/rentals", capacity_apis.RentalListApi.as_view(), name="customer-rentals"),
+    path("customers/<slug:customer_id>/balance", spend_apis.BalanceApi.as_view(), name="customer-balance"),
+    path("customers/<slug:customer_id>/budget", spend_apis.BudgetApi.as_view(), name="customer-budget"),
     path("customers/<slug:customer_id>/upcoming-invoice", apis.UpcomingInvoiceApi.as_view(),
          name="customer-upcoming-invoice"),
     path("invoices", invoice_apis.InvoiceListApi.as_view(), name="invoices"),

@@ -149,7 +149,8 @@ class KeyRateThrottle(throttling.SimpleRateThrottle):
 
     def allow_request(self, request, view):
         self.bucket = getattr(view, "throttle_scope", "read")
-        self.rate = settings.USAGE_INGEST_RATE if self.bucket == "ingest" else settings.API_READ_RATE
+        self.rate = {"ingest": settings.USAGE_INGEST_RATE, "balance": settings.BALANCE_READ_RATE}.get(
+            self.bucket, settings.API_READ_RATE)
         self.num_requests, self.duration = self.parse_rate(self.rate)
         return super().allow_request(request, view)
 

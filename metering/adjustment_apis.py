@@ -1,12 +1,14 @@
 """REST endpoints of usage adjustments (API.md: Usage, `POST|GET /usage-adjustments`)."""
 
 from django.conf import settings
+from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing.services.spend import spends_refresh
 from config.api import DomainError, InstantField, NextCursorPagination, RuleViolation, customer_scope_of, json_body
 from config.metrics.counters import usage_adjustment_counted
 from config.openapi import page_of, problem
@@ -98,7 +100,10 @@ class UsageAdjustmentApi(APIView):
         if not isinstance(verdict, UsageAdjustmentIn):
             raise RuleViolation("The adjustment breaks a rule.", errors=verdict.errors, extra={"reason": verdict.reason})
         source = rest_source()
-        outcome = adjustment_apply(adjustment=verdict, source=source, actor=request.auth.actor, as_of=utc_now())
+        with transaction.atomic():
+            outcome = adjustment_apply(adjustment=verdict, source=source, actor=request.auth.actor, as_of=utc_now())
+            if outcome.status == "applied":  # the customer's live balance, in the same transaction
+                spends_refresh(customer_ids=[verdict.customer_id], as_of=utc_now())
         usage_adjustment_counted(path="rest", outcome=outcome.status)
         if outcome.status == "conflict":
             dead_letters_record(rejected=[outcome.rejection(AdjustmentAccepted(verdict, source, utc_now(), None))])

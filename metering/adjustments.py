@@ -23,6 +23,7 @@ from billing.services.audit import audit_record
 from metering.adjustment_rules import UsageAdjustmentIn
 from metering.consumer.steps import AdjustmentAccepted, Coordinates, Rejected
 from metering.models import DeadLetter, UsageAdjustment, UsageDuplicate
+from metering.services import segment_start_sql
 from metering.token_classes import FIELDS as TOKEN_FIELDS
 
 REST_TOPIC = "rest:/usage-adjustments"  # not a legal Kafka topic name, so never a real one
@@ -106,14 +107,18 @@ def _event_state(customer_id: str, event_id: str) -> dict | None:
     return {"group": dict(zip(GROUP, row[:len(GROUP)])), "tokens": tokens, "count": count, "voided": voided}
 
 
+HOUR_OF_EVENT = "date_trunc('hour', %(at)s::timestamptz, 'UTC')"
+
+
 def _rollup_add(row: UsageAdjustment) -> None:
-    """Add the adjustment to the rollup of the event's hour; a group whose last event is
-    voided leaves the rollups (they hold groups with events only)."""
+    """Add the adjustment to the rollup of the event's hour and to its usage segment; a
+    group whose last event is voided leaves the rollups (they hold groups with events
+    only), its segment stays with zero events."""
     key = {"customer_id": row.customer_id, "model": row.model, "service_tier": row.service_tier,
            "region": row.region, "cluster": row.cluster, "at": row.occurred_at, "events": row.events,
            **{name: getattr(row, name) for name in TOKEN_FIELDS}}
     where = ("customer_id = %(customer_id)s AND model = %(model)s AND service_tier = %(service_tier)s "
-             "AND region = %(region)s AND cluster = %(cluster)s AND hour = date_trunc('hour', %(at)s, 'UTC')")
+             "AND region = %(region)s AND cluster = %(cluster)s AND hour = " + HOUR_OF_EVENT)
     sets = ", ".join(f"{name} = {name} + %({name})s" for name in TOKEN_FIELDS)
     with connection.cursor() as cursor:
         cursor.execute(f"UPDATE metering_hourly_rollup SET events = events + %(events)s, {sets} "
@@ -123,6 +128,12 @@ def _rollup_add(row: UsageAdjustment) -> None:
         if cursor.rowcount != 1:
             raise RuntimeError(f"No hourly rollup holds event {row.customer_id}/{row.event_id}: "
                                "rebuild the rollups (rebuild_projections) before adjusting it.")
+        cursor.execute(f"UPDATE metering_usage_segment SET events = events + %(events)s, {sets} "
+                       "WHERE customer_id = %(customer_id)s AND model = %(model)s AND service_tier = %(service_tier)s "
+                       f"AND cluster = %(cluster)s AND starts_at = {segment_start_sql(HOUR_OF_EVENT)}", key)
+        if cursor.rowcount != 1:
+            raise RuntimeError(f"No usage segment holds event {row.customer_id}/{row.event_id}: "
+                               "rebuild the projections (rebuild_projections) before adjusting it.")
 
 
 def _deltas(adjustment: UsageAdjustmentIn, tokens: dict[str, int]) -> dict[str, int]:

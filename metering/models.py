@@ -22,6 +22,11 @@ Invariants and where they are enforced:
   event's token fields; the rollups take it in the event's own hour. (customer_id,
   adjustment_id) is unique, and so is each (customer_id, event_id, sequence): an event's
   adjustments are numbered 1, 2, ... under the lock of its key row.
+- `UsageSegment` is a second projection of the ledger, updated in the same transaction
+  as the append and each adjustment: the sums of a (customer, model, service tier,
+  cluster) over a stretch that no month start, price, model tier or rental term cuts
+  (`UsageBoundary`). Adding a boundary splits the stretch it falls in under a table
+  lock (`services.usage_boundary_add`); `verify_projections` compares it too.
 """
 
 from django.db import models
@@ -337,3 +342,64 @@ class HourlyRollup(models.Model):
             models.CheckConstraint(condition=Q(events__gt=0), name="hourly_rollup_events_positive"),
         ]
         indexes = [models.Index(fields=["hour"]), models.Index(fields=["customer_id", "hour"])]
+
+
+class UsageBoundary(models.Model):
+    """An instant where the price of usage may change: a price book's or a model tier's
+    `effective_from`, a rental's start or end (month starts are boundaries without a row).
+    `UsageSegment` stretches never cross one."""
+
+    at = models.DateTimeField(unique=True)
+
+    class Meta:
+        db_table = "metering_usage_boundary"
+        ordering = ["at"]
+
+    def __str__(self):
+        return self.at.isoformat()
+
+
+class UsageSegment(models.Model):
+    """Events and token sums per (customer, model, service tier, cluster) over the stretch
+    from `starts_at` (a month start or a `UsageBoundary`) to the next boundary: the usage
+    a live balance rates, a few rows per customer and month rather than one per hour."""
+
+    customer_id = models.CharField(max_length=64)
+    starts_at = models.DateTimeField()
+    model = models.CharField(max_length=128)
+    service_tier = models.CharField(max_length=16)
+    cluster = models.CharField(max_length=64, blank=True)
+    events = models.BigIntegerField()
+    input_tokens = models.BigIntegerField()
+    cached_input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    cache_write_tokens = models.BigIntegerField()
+    cache_write_long_tokens = models.BigIntegerField()
+    audio_input_tokens = models.BigIntegerField()
+    audio_output_tokens = models.BigIntegerField()
+    reasoning_tokens = models.BigIntegerField()
+
+    class Meta:
+        db_table = "metering_usage_segment"
+        ordering = ["customer_id", "starts_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer_id", "starts_at", "model", "service_tier", "cluster"],
+                                    name="usage_segment_one_row_per_group"),
+            models.CheckConstraint(condition=Q(events__gte=0), name="usage_segment_events_not_negative"),
+        ]
+        indexes = [models.Index(fields=["starts_at"])]
+
+
+class ConsumerWatermark(models.Model):
+    """Per partition of a topic: the last time a ledger consumer had read it up to its high
+    watermark and written what it read. Every event produced to the partition before
+    `caught_up_at` is in the ledger, so the oldest of a topic's rows is the instant up to
+    which balances are exact."""
+
+    topic = models.CharField(max_length=249)
+    partition = models.IntegerField()
+    caught_up_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "metering_consumer_watermark"
+        constraints = [models.UniqueConstraint(fields=["topic", "partition"], name="consumer_watermark_per_partition")]

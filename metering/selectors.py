@@ -2,9 +2,11 @@
 
 from datetime import datetime
 
-from django.db.models import Max, Sum
+from django.db.models import Max, Min, Sum
 
-from metering.models import CatalogModel, Customer, HourlyRollup, ModelTierChange, ServiceTier, UsageAdjustment
+from metering.models import (
+    CatalogModel, ConsumerWatermark, Customer, HourlyRollup, ModelTierChange, ServiceTier, UsageAdjustment, UsageSegment,
+)
 from metering.schemas import Catalog
 from metering.token_classes import FIELDS as TOKEN_FIELDS
 from metering.token_classes import priced
@@ -59,3 +61,16 @@ def adjustments_last_ids(*, customer_ids: list[str]) -> dict[str, int]:
     """The id of each customer's latest usage adjustment (customers without one are absent)."""
     return dict(UsageAdjustment.objects.filter(customer_id__in=customer_ids).values("customer_id")
                 .annotate(last=Max("id")).values_list("customer_id", "last"))
+
+
+def usage_segment_rows(*, customer_ids: list[str], start: datetime, end: datetime) -> list[tuple]:
+    """(customer_id, model, service_tier, cluster, starts_at, then the sums of FIELDS) of the
+    usage segments starting in [start, end), for these customers."""
+    return list(UsageSegment.objects.filter(customer_id__in=customer_ids, starts_at__gte=start, starts_at__lt=end)
+                .values_list("customer_id", "model", "service_tier", "cluster", "starts_at", *TOKEN_FIELDS))
+
+
+def ledger_exact_as_of(*, topic: str) -> datetime | None:
+    """The instant up to which every event produced to `topic` is in the ledger: the
+    oldest of its partitions' watermarks (None before a consumer has caught up once)."""
+    return ConsumerWatermark.objects.filter(topic=topic).aggregate(at=Min("caught_up_at"))["at"]

@@ -2,8 +2,8 @@
 
 `ledger_append` is the one way events enter the ledger. It stages a batch with COPY
 and then, in set-based SQL inside the caller's transaction, claims each
-(customer_id, event_id), appends the winners, adds them to the hourly rollups and
-records the repeats as duplicates or conflicts.
+(customer_id, event_id), appends the winners, adds them to the hourly rollups and the
+usage segments and records the repeats as duplicates or conflicts.
 """
 
 import base64
@@ -52,6 +52,30 @@ LOST_CREATE = "CREATE TEMP TABLE IF NOT EXISTS usage_stage_lost (LIKE usage_stag
 TOKEN_SUMS = "count(*), " + ", ".join(f"sum({name})::bigint" for name in TOKEN_FIELDS)
 ROLLUP_GROUP = "customer_id, model, service_tier, region, cluster, date_trunc('hour', occurred_at, 'UTC')"
 ROLLUP_COLUMNS = f"customer_id, model, service_tier, region, cluster, hour, events, {TOKENS}"
+SEGMENT_COLUMNS = f"customer_id, starts_at, model, service_tier, cluster, events, {TOKENS}"
+
+
+def segment_start_sql(hour: str) -> str:
+    """SQL: the start of the usage segment holding `hour`: the latest boundary at or
+    before it, or its month's start (the same rule as billing's `quantities_from_rows`)."""
+    return (f"greatest(date_trunc('month', {hour}, 'UTC'), "
+            f"(SELECT max(b.at) FROM metering_usage_boundary b WHERE b.at <= {hour}))")
+
+
+def segment_upsert_sql(hourly: str) -> str:
+    """SQL: add `hourly` (a relation of customer_id, model, service_tier, cluster, hour,
+    events and the token sums) to the usage segments; returns (customer_id, starts_at)."""
+    return f"""
+    INSERT INTO metering_usage_segment AS g ({SEGMENT_COLUMNS})
+    SELECT customer_id, {segment_start_sql("h.hour")}, model, service_tier, cluster, sum(events)::bigint,
+           {", ".join(f"sum({name})::bigint" for name in TOKEN_FIELDS)}
+    FROM {hourly} h
+    GROUP BY 1, 2, 3, 4, 5
+    ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT (customer_id, starts_at, model, service_tier, cluster) DO UPDATE SET
+        events = g.events + EXCLUDED.events,
+        {", ".join(f"{name} = g.{name} + EXCLUDED.{name}" for name in TOKEN_FIELDS)}
+    RETURNING customer_id, starts_at"""
 
 APPEND_SQL = f"""
 WITH candidates AS MATERIALIZED (  -- the ledger id drawn once per candidate, so a winner is found by it
@@ -96,8 +120,16 @@ WITH candidates AS MATERIALIZED (  -- the ledger id drawn once per candidate, so
     ON CONFLICT (customer_id, model, service_tier, region, cluster, hour) DO UPDATE SET
         events = r.events + EXCLUDED.events,
         {", ".join(f"{name} = r.{name} + EXCLUDED.{name}" for name in TOKEN_FIELDS)}
+), segmented AS ({segment_upsert_sql(f"""(
+        SELECT customer_id, model, service_tier, cluster, date_trunc('hour', occurred_at, 'UTC') AS hour,
+               count(*) AS events, {", ".join(f"sum({name}) AS {name}" for name in TOKEN_FIELDS)}
+        FROM appended GROUP BY 1, 2, 3, 4, 5)""")}
+), touched AS (  -- each customer and month whose usage changed, for the live balances
+    SELECT DISTINCT customer_id, date_trunc('month', starts_at, 'UTC') AS month FROM segmented
 )
-SELECT count(*) FROM appended
+SELECT (SELECT count(*) FROM appended),
+       (SELECT coalesce(array_agg(customer_id), '{{}}') FROM touched),
+       (SELECT coalesce(array_agg(month), '{{}}') FROM touched)
 """
 
 
@@ -155,10 +187,11 @@ class AppendResult:
     appended: int = 0
     duplicates: int = 0
     conflicts: int = 0
+    touched: frozenset[tuple[str, datetime]] = frozenset()  # (customer_id, month start) whose usage grew
 
     def __add__(self, other: "AppendResult") -> "AppendResult":
         return AppendResult(self.appended + other.appended, self.duplicates + other.duplicates,
-                            self.conflicts + other.conflicts)
+                            self.conflicts + other.conflicts, self.touched | other.touched)
 
 
 _partitions_known: set[date] = set()
@@ -238,11 +271,12 @@ def ledger_append(*, accepted: Sequence[Accepted]) -> AppendResult:
             for row in _stage_rows(accepted):
                 copy.write_row(row)
         cursor.execute(APPEND_SQL)
-        appended = cursor.fetchone()[0]
+        appended, customers, months = cursor.fetchone()
         cursor.execute(REPEATS_SQL)
         duplicates, conflicts = cursor.fetchone()
         cursor.execute("TRUNCATE usage_stage, usage_stage_lost")
-    return AppendResult(appended=appended, duplicates=duplicates, conflicts=conflicts)
+    return AppendResult(appended=appended, duplicates=duplicates, conflicts=conflicts,
+                        touched=frozenset(zip(customers, months)))
 
 
 def _storable(value):
@@ -281,6 +315,21 @@ def dead_letters_record(*, rejected: Sequence[Rejected]) -> None:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def consumer_watermark_record(*, topic: str, partitions: Iterable[int], at: datetime) -> None:
+    """These partitions of `topic` were read up to their high watermark at `at` and what was
+    read is written (call it in the transaction that writes it). Never moves back."""
+    partitions = sorted(set(partitions))
+    if not partitions:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO metering_consumer_watermark (topic, partition, caught_up_at) "
+            "SELECT %(topic)s, p, %(at)s FROM unnest(%(partitions)s::int[]) p ORDER BY p "
+            "ON CONFLICT (topic, partition) DO UPDATE "
+            "SET caught_up_at = greatest(metering_consumer_watermark.caught_up_at, EXCLUDED.caught_up_at)",
+            {"topic": topic, "partitions": partitions, "at": at})
 
 
 class ApiKeyScopeInvalid(Exception):
@@ -345,4 +394,9 @@ def model_tier_change(*, model_name: str, tier: str, effective_from: datetime) -
     if model.tier_changes.filter(effective_from=effective_from).exists():
         raise ModelTierChangeConflict(f"{model_name} already changes tier at {effective_from.isoformat()}.")
     ModelTierChange.objects.create(model=model, tier=tier, effective_from=effective_from)
+    from billing.services.spend import spends_forget  # billing builds on metering: imported late
+    from metering.projections import usage_boundary_add
+
+    usage_boundary_add(at=effective_from)
+    spends_forget(customer_ids=None, as_of=utc_now())
     return model

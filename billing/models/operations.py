@@ -58,7 +58,7 @@ class BillingRunChunk(models.Model):
 
 class WebhookEndpoint(models.Model):
     EVENTS = ("invoice.finalized", "invoice.paid", "invoice.voided", "credit_note.issued", "debit_note.issued",
-              "margin.negative")
+              "margin.negative", "budget.threshold_crossed", "credit.exhausted")
 
     url = models.URLField(max_length=500)
     secret = models.CharField(max_length=128, help_text="Signs every delivery (HMAC-SHA256).")

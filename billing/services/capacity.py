@@ -25,9 +25,11 @@ from django.db.models import Q
 from billing.models import Invoice, Rental, Reservation
 from billing.selectors import month_bounds
 from billing.services.audit import audit_record
+from billing.services.spend import spends_forget
 from config.api import DomainError, is_on_the_hour
 from infra_inventory.models import Cluster
 from metering.models import Customer
+from metering.projections import usage_boundary_add
 
 HOUR = timedelta(hours=1)
 MONTH_HOURS_MAX = 744
@@ -143,11 +145,21 @@ def reservation_put(*, customer_id: str, model_tier: str, units: int, unit_hour_
         if not _exclusion_violation(exc):
             raise
         raise ReservationOverlap("Reservation versions would overlap.") from exc
+    spends_forget(customer_ids=[customer_id], as_of=as_of)
     audit_record(actor=actor, action="reservation.put", obj=reservation, before=None, at=as_of, after={
         "customer": customer_id, "model_tier": model_tier, "units": units, "unit_hour_price": f"{unit_hour_price}",
         "starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat() if ends_at else None,
         "cluster": cluster or None})
     return reservation
+
+
+def _rental_edges_add(starts_at: datetime, ends_at: datetime | None) -> None:
+    """Usage a rental covers is cut from the rest at its edges (metering's usage segments).
+    First in the transaction, before any row lock: the segment table's lock waits for the
+    consumers' batches, which may hold customer locks of their own."""
+    for edge in (starts_at, ends_at):
+        if edge is not None:
+            usage_boundary_add(at=edge)
 
 
 @transaction.atomic
@@ -156,6 +168,7 @@ def rental_create(*, customer_id: str, cluster: str, accelerator_hour_price: Dec
     """Rent a whole cluster to the customer over [starts_at, ends_at), billing the
     accelerators it has now."""
     _term_check(starts_at, ends_at)
+    _rental_edges_add(starts_at, ends_at)
     customer = Customer.objects.select_for_update().get(customer_id=customer_id)
     rented = Cluster.objects.get(name=cluster)
     _amount_check(rented.accelerator_count, accelerator_hour_price, "accelerator_hour_price")
@@ -177,6 +190,7 @@ def rental_create(*, customer_id: str, cluster: str, accelerator_hour_price: Dec
         if not _exclusion_violation(exc):
             raise
         raise RentalOverlap(f"Cluster {cluster} is already rented over part of this term.") from exc
+    spends_forget(customer_ids=[customer_id], as_of=as_of)
     audit_record(actor=actor, action="rental.create", obj=rental, before=None, at=as_of, after={
         "customer": customer_id, "cluster": cluster, "accelerators": rented.accelerator_count,
         "accelerator_hour_price": f"{accelerator_hour_price}", "starts_at": starts_at.isoformat(),
@@ -202,6 +216,8 @@ def _end_check(term: Reservation | Rental, ends_at: datetime) -> None:
 def _term_end(model, *, term_id: int, ends_at: datetime, actor: str, as_of: datetime):
     """End a reservation version or a rental earlier (an open one, typically): the hours it
     no longer covers may not meet a period of the customer already invoiced."""
+    if model is Rental:
+        _rental_edges_add(ends_at, None)
     customer_pk = model.objects.values_list("customer_id", flat=True).get(pk=term_id)
     customer = Customer.objects.select_for_update().get(pk=customer_pk)
     term = model.objects.select_for_update().get(pk=term_id)
@@ -210,6 +226,7 @@ def _term_end(model, *, term_id: int, ends_at: datetime, actor: str, as_of: date
     before = {"ends_at": term.ends_at.isoformat() if term.ends_at else None}
     term.ends_at = ends_at
     term.save(update_fields=["ends_at"])
+    spends_forget(customer_ids=[customer.customer_id], as_of=as_of)
     audit_record(actor=actor, action=f"{model._meta.model_name}.end", obj=term, before=before, at=as_of,
                  after={"ends_at": ends_at.isoformat()})
     return term

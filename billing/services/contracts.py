@@ -10,6 +10,7 @@ from django.db.models import Q
 
 from billing.models import Contract, ContractPrice, ContractVolumeBand
 from billing.services.audit import audit_record
+from billing.services.spend import spends_forget
 from config.api import DomainError
 from metering.models import Customer
 
@@ -56,4 +57,5 @@ def contract_put(*, customer_id: str, effective_from: datetime, effective_to: da
                            token_class=t["token_class"], tokens_up_to=band["up_to"], unit_price=band["unit_price"])
         for t in volume_tiers for band in t["bands"]
     )
+    spends_forget(customer_ids=[customer_id], as_of=contract.created_at)
     return contract

@@ -7,6 +7,7 @@ from django.db import transaction
 
 from billing.models import CreditEntry
 from billing.services.audit import audit_record
+from billing.services.spend import spends_forget
 from metering.models import Customer
 
 
@@ -17,6 +18,7 @@ def credit_grant(*, customer_id: str, amount: Decimal, reason: str, actor: str, 
     customer = Customer.objects.get(customer_id=customer_id)
     entry = CreditEntry.objects.create(customer=customer, amount=amount, reason=reason, created_by=actor,
                                        created_at=as_of)
+    spends_forget(customer_ids=[customer_id], as_of=as_of)
     audit_record(actor=actor, action="credit.grant", obj=entry, before=None, at=as_of,
                  after={"customer": customer_id, "amount": f"{amount:.2f}", "reason": reason})
     return entry

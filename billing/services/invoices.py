@@ -14,6 +14,7 @@ from billing.models import BilledUsage, CreditEntry, CreditNote, DebitNote, Docu
 from billing.rating import PriceMissing, RatedInvoice
 from billing.selectors import month_bounds, period_rate, period_usage
 from billing.services.audit import audit_record
+from billing.services.spend import spends_forget
 from billing.services.webhooks import webhook_event_publish
 from config.api import DomainError
 from metering import selectors as metering_selectors
@@ -147,6 +148,7 @@ def _issue(invoices: list[Invoice], *, period: date, actor: str, as_of: datetime
         CreditEntry(customer=invoice.customer, invoice=invoice, amount=-amount, created_by=actor, created_at=as_of,
                     reason=f"applied to invoice of {invoice.period:%Y-%m}")
         for invoice, amount in drawn.items() if amount)
+    spends_forget(customer_ids=customer_ids, as_of=as_of)  # the credit drawn is no longer there to spend
     adjusted = metering_selectors.adjustments_last_ids(customer_ids=customer_ids)
     numbers = document_numbers_next(prefix="INV", year=as_of.year, count=len(invoices))
     due_at = as_of + timedelta(days=settings.BILLING_PAYMENT_TERMS_DAYS)
@@ -218,6 +220,7 @@ def invoice_void(*, invoice_id: int, actor: str, as_of: datetime) -> Invoice:
     if drawn is not None:
         CreditEntry.objects.create(customer=invoice.customer, amount=-drawn.amount, created_by=actor,
                                    reason=f"returned: invoice {invoice.number} voided", created_at=as_of)
+        spends_forget(customer_ids=[invoice.customer.customer_id], as_of=as_of)
     return invoice
 
 

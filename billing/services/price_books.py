@@ -17,6 +17,8 @@ from billing.models import Price, PriceBook
 from billing.rating import PriceMissing, PriceSchedule
 from billing.selectors import price_schedule
 from billing.services.audit import audit_record
+from billing.services.spend import spends_forget
+from metering.projections import usage_boundary_add
 from config.api import DomainError
 from metering import selectors as metering_selectors
 
@@ -125,6 +127,8 @@ def price_book_publish(*, price_book_id: int, actor: str, as_of: datetime) -> Pr
         raise PriceBookConflict(
             f"A published price book already starts at {book.effective_from.isoformat()} with revision "
             f"{book.revision}: to change its prices, publish a correction of its newest revision.") from exc
+    usage_boundary_add(at=book.effective_from)
+    spends_forget(customer_ids=None, as_of=as_of)  # every live balance may change price
     audit_record(actor=actor, action="price_book.publish", obj=book, before={"status": "draft"}, at=as_of,
                  after={"status": "published", "effective_from": book.effective_from.isoformat(),
                         "revision": book.revision, "corrects": book.corrects_id,

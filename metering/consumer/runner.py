@@ -18,8 +18,9 @@ from metering.adjustments import AdjustmentResult, adjustments_apply
 from metering.consumer import steps
 from metering.schemas import Catalog
 from metering.selectors import catalog_current
+from billing.services.spend import spends_refresh
 from metering.services import (
-    AppendResult, dead_letters_record, ledger_append, ledger_partitions_ahead, utc_now,
+    AppendResult, consumer_watermark_record, dead_letters_record, ledger_append, ledger_partitions_ahead, utc_now,
 )
 from metering.topics import PRODUCER_CONFIG
 
@@ -116,6 +117,8 @@ FETCH_MAX_BYTES = 512 * 1024
 # While the partitions are behind, `_poll` waits this long for the next fetch response
 # (it lands in a few ms in a backlog) rather than writing a batch of one small response.
 BEHIND_POLL_MS = 100
+# How often an idle consumer, caught up, says so (the watermark live balances are exact up to).
+IDLE_WATERMARK_S = 0.5
 
 
 def kafka_consumer(config: ConsumerConfig) -> KafkaConsumer:
@@ -142,10 +145,11 @@ class LedgerConsumer:
         self.producer = KafkaProducer(bootstrap_servers=config.bootstrap_servers, **PRODUCER_CONFIG)
         self.lateness = timedelta(days=settings.USAGE_LATENESS_DAYS)
         self.stats = RunStats()
+        self.caught_up_at = None  # set by `_poll`: when the records it returned left every partition read up
 
     def run(self, stop: Event) -> RunStats:
         ledger_partitions_ahead(as_of=utc_now())
-        last_records_at = last_log_at = time.monotonic()
+        last_records_at = last_log_at = last_idle_mark_s = time.monotonic()
         logged = RunStats()
         try:
             while not stop.is_set():
@@ -155,7 +159,11 @@ class LedgerConsumer:
                 if records:
                     self._process(records)
                     last_records_at = now_s
-                elif self.config.idle_exit_s is not None and self.consumer.assignment() \
+                elif self.caught_up_at is not None and now_s - last_idle_mark_s >= IDLE_WATERMARK_S:
+                    with transaction.atomic():
+                        self._watermark_record()
+                    last_idle_mark_s = now_s
+                if not records and self.config.idle_exit_s is not None and self.consumer.assignment() \
                         and now_s - last_records_at >= self.config.idle_exit_s and self._caught_up():
                     break  # caught up too: a rebalance can hold back records for longer than idle_exit_s
                 if now_s - last_log_at >= self.config.stats_interval_s:
@@ -176,8 +184,9 @@ class LedgerConsumer:
         2.3 s with it on the same busy machine, 0.3 s on a quieter one. While the partitions are behind (a backlog) it waits for the next
         fetch response, so a backlog still makes full batches from small responses."""
         records, size = [], 0
-        timeout_ms = 1_000
+        timeout_ms, polled_at = 1_000, utc_now()
         while len(records) < self.config.batch_messages_max and size < self.config.batch_bytes_max:
+            polled_at = utc_now()
             polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.config.batch_messages_max - len(records))
             fresh = [record for batch in polled.values() for record in batch]
             if not fresh:
@@ -187,6 +196,8 @@ class LedgerConsumer:
             if self._caught_up():
                 break
             timeout_ms = BEHIND_POLL_MS
+        # When the last poll began: what was produced before it had reached the broker.
+        self.caught_up_at = polled_at if self.consumer.assignment() and self._caught_up() else None
         return records
 
     def _caught_up(self) -> bool:
@@ -222,13 +233,30 @@ class LedgerConsumer:
         self.stats.add(result, messages=len(records), events=events, dead_letters=len(rejected), adjusted=adjusted)
         consumer_batch_recorded(result=result, adjusted=adjusted, rejected=rejected, events=events, started_s=started_s)
 
+    def _watermark_record(self) -> None:
+        if self.caught_up_at is not None:
+            consumer_watermark_record(topic=self.config.topic, at=self.caught_up_at, partitions=[
+                tp.partition for tp in self.consumer.assignment() if tp.topic == self.config.topic])
+
+    def _balances_refresh(self, result: AppendResult, checked: steps.Checked) -> None:
+        """Last in the batch's transaction: the live spend of the customers whose usage of
+        the current period it changed, then the watermark (balances are exact up to it)."""
+        now = utc_now()
+        period = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        customers = {customer for customer, month in result.touched if month == period}
+        customers |= {item.adjustment.customer_id for item in checked.adjustments}
+        spends_refresh(customer_ids=customers, as_of=now)
+        self._watermark_record()
+
     def _write(self, checked: steps.Checked) -> tuple[AppendResult, AdjustmentResult, list[steps.Rejected]]:
-        """Events first, then the batch's adjustments (which may name them), then dead letters."""
+        """Events first, then the batch's adjustments (which may name them), then dead
+        letters, then the live balances they change."""
         try:
             with transaction.atomic():
                 result = ledger_append(accepted=checked.accepted)
                 adjusted, refused = adjustments_apply(accepted=checked.adjustments, as_of=utc_now())
                 dead_letters_record(rejected=[*checked.rejected, *refused])
+                self._balances_refresh(result, checked)
             return result, adjusted, [*checked.rejected, *refused]
         except (OperationalError, InterfaceError):
             raise  # the database is away: crash, restart, replay
@@ -278,7 +306,9 @@ class LedgerConsumer:
                 ))
         adjusted, refused = self._adjust_one_by_one(checked.adjustments)
         rejected = [*checked.rejected, *failed, *refused]
-        dead_letters_record(rejected=rejected)
+        with transaction.atomic():
+            dead_letters_record(rejected=rejected)
+            self._balances_refresh(total, checked)
         return total, adjusted, rejected
 
     def _adjust_one_by_one(self, items: list[steps.AdjustmentAccepted]

@@ -1,0 +1,30 @@
+"""Spend-control fixtures: usage written through the ledger's own append (so the hourly
+rollups and the usage segments both hold it), and the balance compared with a rating."""
+
+from datetime import datetime
+from decimal import Decimal
+
+from billing.selectors import month_bounds, period_rate
+from metering.consumer.steps import Accepted, Coordinates
+from metering.schemas import Rules, event_validate
+from metering.selectors import catalog_current
+from metering.services import ledger_append
+from tests.billing.conftest import fleet, list_prices  # noqa: F401 (fixtures)
+from tests.metering.factories import event
+
+_offsets = iter(range(10**9))
+
+
+def usage(*events: dict, arrived_at: datetime) -> None:
+    """Append events (factory bodies with overrides) as the consumer would."""
+    rules = Rules(arrived_at=arrived_at, lateness=arrived_at - datetime(2000, 1, 1, tzinfo=arrived_at.tzinfo))
+    catalog = catalog_current()
+    ledger_append(accepted=[Accepted(event_validate(event(**body), catalog=catalog, rules=rules),
+                                     Coordinates("test", 0, next(_offsets), -1), arrived_at) for body in events])
+
+
+def preview_spend(customer_id: str, as_of: datetime) -> Decimal:
+    """The upcoming invoice's usage, capacity and discount lines, summed: what spend must equal."""
+    start, end = month_bounds(as_of)
+    rated = period_rate(customer_ids=[customer_id], start=start, end=end)[customer_id]
+    return sum((line.amount for line in rated.lines if line.kind in ("usage", "capacity", "discount")), Decimal(0))
