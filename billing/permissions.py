@@ -1,7 +1,8 @@
 """The finance groups and what each may do, kept in sync on every migrate.
 
 - finance-manager: publishes prices, changes contracts, adds reservation versions and
-  rentals (and ends them earlier), grants credits, adds service tiers, applies re-ratings, and reads everything.
+  rentals (and ends them earlier), grants credits, sets and deletes budgets, adds service tiers, applies
+  re-ratings, and reads everything.
 - finance-viewer: reads billing and metering data, changes nothing.
 """
 
@@ -16,7 +17,7 @@ MANAGER_EXTRA = {
                 "delete_contractprice", "add_contractvolumeband", "change_contractvolumeband",
                 "delete_contractvolumeband", "add_creditentry", "add_billingrun", "change_invoice", "add_creditnote",
                 "add_rerating", "add_reservation", "change_reservation", "add_rental",
-                "change_rental"],
+                "change_rental", "add_budget", "change_budget", "delete_budget"],
     "metering": ["add_servicetier", "change_servicetier"],
     # The fleet inventory and measured power; the allocation tables are derived, never edited.
     "infra_inventory": ["add_hardwaresku", "change_hardwaresku", "add_datacenter", "change_datacenter",

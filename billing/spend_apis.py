@@ -1,4 +1,5 @@
-"""GET /customers/{id}/balance (a gateway's hot path) and GET|PUT /customers/{id}/budget."""
+"""GET /customers/{id}/balance (a gateway's hot path), GET|PUT /customers/{id}/budget and
+GET /budgets/nearest-limit (the finance dashboard's panel)."""
 
 from decimal import Decimal
 
@@ -11,9 +12,11 @@ from rest_framework.views import APIView
 from billing.apis import actor_of, customer_visible
 from billing.models import Budget
 from billing.rating.money import money_text as money
-from billing.services.spend import balance_read, budget_json, budget_put
+from billing.selectors import month_bounds
+from billing.selectors.budgets import budgets_nearest_limit, budgets_without_spend
+from billing.services.spend import balance_read, budget_json, budget_put, spends_refresh
 from config.api import customer_scope_of
-from config.openapi import MoneyField
+from config.openapi import MoneyField, page_of
 from metering.services import utc_now
 
 
@@ -89,3 +92,38 @@ class BudgetApi(APIView):
         budget = budget_put(customer_id=customer.customer_id, **data.validated_data, actor=actor_of(request),
                             as_of=utc_now())
         return Response(budget_json(budget))
+
+
+class NearestLimitQuerySerializer(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
+
+
+class BudgetStandingSerializer(serializers.Serializer):
+    customer_id = serializers.CharField()
+    name = serializers.CharField()
+    period = serializers.CharField(help_text="YYYY-MM: the current billing period.")
+    spend = MoneyField()
+    monthly_limit = MoneyField()
+    percent_of_limit = MoneyField(help_text="Spend as a percentage of the limit, to 2 places.")
+    hard = serializers.BooleanField()
+    allowed = serializers.BooleanField(help_text="False once spend reaches a hard budget's limit.")
+
+
+class BudgetsNearestLimitApi(APIView):
+    scopes = ("admin",)
+
+    @extend_schema(parameters=[NearestLimitQuerySerializer], responses={200: page_of(BudgetStandingSerializer)},
+                   description="The customers whose spend this period is the largest share of their budget, largest "
+                               "first (one page). Spend not computed yet is computed first, as a balance read does.")
+    def get(self, request):
+        query = NearestLimitQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        now = utc_now()
+        period = month_bounds(now)[0].date()
+        spends_refresh(customer_ids=budgets_without_spend(period=period), as_of=now)
+        standings = budgets_nearest_limit(period=period, limit=query.validated_data["limit"])
+        return Response({"next": None, "results": [{
+            "customer_id": s.customer_id, "name": s.name, "period": f"{s.period:%Y-%m}", "spend": money(s.spend),
+            "monthly_limit": money(s.monthly_limit), "percent_of_limit": money(s.percent_of_limit), "hard": s.hard,
+            "allowed": s.allowed,
+        } for s in standings]})

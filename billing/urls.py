@@ -14,6 +14,7 @@ urlpatterns = [
     path("customers/<slug:customer_id>/rentals", capacity_apis.RentalListApi.as_view(), name="customer-rentals"),
     path("customers/<slug:customer_id>/balance", spend_apis.BalanceApi.as_view(), name="customer-balance"),
     path("customers/<slug:customer_id>/budget", spend_apis.BudgetApi.as_view(), name="customer-budget"),
+    path("budgets/nearest-limit", spend_apis.BudgetsNearestLimitApi.as_view(), name="budgets-nearest-limit"),
     path("customers/<slug:customer_id>/upcoming-invoice", apis.UpcomingInvoiceApi.as_view(),
          name="customer-upcoming-invoice"),
     path("invoices", invoice_apis.InvoiceListApi.as_view(), name="invoices"),

@@ -1,6 +1,7 @@
 """The finance dashboard: an admin page whose four charts and margin-alert list are drawn in
 the browser (static/infra_inventory/dashboard.js, plain SVG) from the unit-economics API,
-read with the staff session (config.api.StaffSessionAuthentication).
+with the customers nearest their budget this month from billing's budgets API, read with
+the staff session (config.api.StaffSessionAuthentication).
 
 The page itself computes no figure: every number shown is a decimal string the API sent,
 so the dashboard and the API always agree. Wired into config/urls.py before the admin's
@@ -24,6 +25,7 @@ from django.utils import timezone
 DASHBOARD_PERMISSION = "infra_inventory.view_costallocation"
 UNIT_ECONOMICS_PATH = "/api/v1/unit-economics"
 MARGIN_ALERTS_PATH = "/api/v1/margin-alerts"
+BUDGETS_NEAREST_LIMIT_PATH = "/api/v1/budgets/nearest-limit"
 
 
 def last_full_month(today: date) -> tuple[date, date]:
@@ -79,6 +81,7 @@ def finance_dashboard(request: HttpRequest) -> TemplateResponse:
         "period": period,
         "unit_economics_url": _api_url("unit-economics", UNIT_ECONOMICS_PATH),
         "margin_alerts_url": _api_url("margin-alerts", MARGIN_ALERTS_PATH),
+        "budgets_url": _api_url("budgets-nearest-limit", BUDGETS_NEAREST_LIMIT_PATH),
     }
     return TemplateResponse(request, "infra_inventory/dashboard.html", context)
 

@@ -1,5 +1,5 @@
 """Admin for finance staff: the ledger (events and their adjustments) and its projections
-read-only; customers, models and API keys editable by admins."""
+read-only; customers (with this month's spend, from billing), models and API keys editable by admins."""
 
 from django.contrib import admin, messages
 from django.utils import timezone
@@ -15,8 +15,21 @@ from metering.services import api_key_create
 
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    list_display = ["customer_id", "name", "currency", "email", "created_at"]
+    list_display = ["customer_id", "name", "currency", "email", "balance", "created_at"]
     search_fields = ["customer_id", "name", "email"]
+
+    def get_queryset(self, request):
+        from billing.selectors import month_bounds  # billing builds on metering: imported late
+        from billing.selectors.budgets import customers_with_spend
+
+        period = month_bounds(timezone.now())[0].date()
+        return customers_with_spend(super().get_queryset(request), period=period)
+
+    @admin.display(description="spend this month", ordering="period_spend")
+    def balance(self, obj):
+        """This month's live spend (kept in cents), "—" where none is computed yet, and the budget's limit."""
+        spend = "—" if obj.period_spend is None else f"{obj.period_spend:.2f}"
+        return spend if obj.budget_limit is None else f"{spend} of {obj.budget_limit:.2f}"
 
 
 class ModelTierChangeInline(admin.TabularInline):

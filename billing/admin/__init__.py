@@ -9,9 +9,11 @@
   applies a correction to every finalized invoice it changes, after confirming.
 - operations: billing runs started through `billing_run_create`, the audit log,
   webhook endpoints and their delivery log.
+- spend: budgets, set through `budget_put`, with this month's spend against each; the
+  spend alerts sent, read-only.
 
 Who may do what follows the finance groups (billing/permissions.py): viewers see
 everything here and change nothing; managers act through the services.
 """
 
-from billing.admin import capacity, invoices, operations, pricing, rerating  # noqa: F401  (registration)
+from billing.admin import capacity, invoices, operations, pricing, rerating, spend  # noqa: F401  (registration)

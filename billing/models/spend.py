@@ -2,8 +2,9 @@
 period and the alerts sent about them.
 
 Invariants and where they are enforced:
-- One budget per customer; a positive monthly limit; thresholds are whole percentages
-  in 1..1000, ascending and distinct: check constraints and the API's serializer.
+- One budget per customer (one-to-one) with a positive monthly limit (a check
+  constraint); thresholds are whole percentages in 1..1000, ascending and distinct:
+  `budget_put`, which the API and the admin both go through.
 - One `Spend` row per (customer, period): a unique constraint. It is derived (a cache of
   the rating engine's answer over `metering.UsageSegment`), refreshed in the transaction
   that changes what it is computed from, deleted when that cannot be cheaply done; a

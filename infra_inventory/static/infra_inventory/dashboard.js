@@ -1,5 +1,6 @@
 /* The finance dashboard's charts (infra_inventory/dashboard.py), drawn as plain SVG from
- * the unit-economics and margin-alerts APIs, read with the admin session.
+ * the unit-economics and margin-alerts APIs, and its budgets table from the budgets API,
+ * read with the admin session.
  *
  * Every figure shown is the API's own decimal string, rounded for display by string
  * arithmetic (BigInt), so what is printed matches the API to the cent. Numbers are parsed
@@ -564,6 +565,35 @@
     finish(container);
   }
 
+  // --- customers nearest their budget (this month, whatever the period above) ------------------
+
+  const BUDGETS_SHOWN = 10;
+
+  function drawBudgets(container, body) {
+    start(container);
+    const rows = rowsOf(body);
+    if (!rows.length) return empty(container, "No customer with a budget has spend this month yet.");
+    const table = element("table", { class: "fd-alert-table" }, container);
+    element("caption", {}, table, `${rows.length} customer${rows.length === 1 ? "" : "s"} by share of their `
+      + `monthly budget, ${rows[0].period} so far`);
+    const head = element("tr", {}, element("thead", {}, table));
+    ["Customer", "Spend", "Limit", "% of limit", "Hard", "Allowed"].forEach((label) =>
+      element("th", { scope: "col" }, head, label));
+    const tbody = element("tbody", {}, table);
+    for (const row of rows) {
+      const tr = element("tr", { class: "fd-budget", "data-customer": row.customer_id }, tbody);
+      element("th", { scope: "row" }, tr, `${row.customer_id} (${row.name})`);
+      element("td", { "data-field": "spend" }, tr, formatMoney(row.spend));
+      element("td", { "data-field": "monthly_limit" }, tr, formatMoney(row.monthly_limit));
+      const percent = element("td", { "data-field": "percent_of_limit" }, tr, formatPercent(row.percent_of_limit));
+      if (magnitude(row.percent_of_limit) >= 100) percent.classList.add("fd-warning");
+      element("td", { "data-field": "hard" }, tr, row.hard ? "yes" : "no");
+      const allowed = element("td", { "data-field": "allowed" }, tr, row.allowed ? "yes" : "no (refused)");
+      if (!row.allowed) allowed.classList.add("fd-negative-text");
+    }
+    finish(container);
+  }
+
   // --- wiring ------------------------------------------------------------------------------------
 
   function draw(containerId, request, painter) {
@@ -581,6 +611,9 @@
   draw("fd-margin-model", unitEconomics("model"), (container, body) => drawMargin(container, body, "model", "model"));
   draw("fd-idle", unitEconomics("cluster"), drawIdle);
   draw("fd-alerts", getAll(root.dataset.marginAlertsUrl, { start: period.start, end: period.end }), drawAlerts);
+  const budgetsUrl = new URL(root.dataset.budgetsUrl, window.location.origin);
+  budgetsUrl.searchParams.set("limit", BUDGETS_SHOWN);
+  draw("fd-budgets", getJson(budgetsUrl), drawBudgets);
 
   window.financeDashboard = { addDecimals, formatMoney, formatNumber, formatPercent, roundDecimal };
 })();
