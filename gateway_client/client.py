@@ -13,6 +13,9 @@ for a later attempt. Invariants:
   acknowledgement, Kafka after REST) is an exact duplicate the ledger drops.
 - The buffer never holds more than `max_buffered_events`: a full buffer makes
   `record()` wait up to `block_timeout_s`, then raise BufferFull, counted in `refused`.
+
+`check_spend()`, before serving, asks the client's BalanceCache (gateway_client.balance:
+made from rest_url and api_key unless one is given) whether the customer may still spend.
 """
 
 import atexit
@@ -22,6 +25,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from gateway_client.balance import Balance, BalanceCache
 from gateway_client.buffer import Batch, EventBuffer, Pending
 from gateway_client.events import event_build, event_encode, event_id_new
 from gateway_client.transports import (
@@ -58,7 +62,7 @@ class UsageClient:
         kafka_timeout_s: float = 10.0, kafka_retry_interval_s: float = 30.0, rest_timeout_s: float = 10.0,
         retry_backoff_s: float = 0.2, retry_backoff_max_s: float = 10.0, close_timeout_s: float = 10.0,
         batch_events_max: int = BATCH_EVENTS_MAX, client_id: str = "tokenledger-gateway",
-        kafka_idempotent: bool = True, kafka_config: dict | None = None,
+        kafka_idempotent: bool = True, kafka_config: dict | None = None, balances: BalanceCache | None = None,
     ):
         if not bootstrap_servers and not rest_url:
             raise ValueError("give bootstrap_servers, rest_url, or both")
@@ -79,6 +83,8 @@ class UsageClient:
         ) if bootstrap_servers else None
         self._rest = RestSender(rest_url=rest_url, api_key=api_key, timeout_s=rest_timeout_s,
                                 user_agent=client_id) if rest_url else None
+        self.balances = balances if balances is not None else (
+            BalanceCache(rest_url=rest_url, api_key=api_key, user_agent=client_id) if rest_url else None)
         self._counts = dict.fromkeys(("recorded", "sent_kafka", "sent_rest", "rejected", "refused", "retries"), 0)
         self._kafka_down_until = 0.0  # monotonic: until then batches go over REST
         self._rest_paused_until = 0.0  # monotonic: Retry-After, or after a failure
@@ -135,6 +141,13 @@ class UsageClient:
         with self._cond:
             self._counts["recorded"] += 1
         return event_id
+
+    def check_spend(self, customer_id: str) -> Balance | None:
+        """Before serving: BalanceCache.check — the balance decided on (None: served
+        unchecked, fail-open); raises SpendRefused when tokenledger says not allowed."""
+        if self.balances is None:
+            raise ValueError("check_spend needs rest_url and api_key, or balances=BalanceCache(...)")
+        return self.balances.check(customer_id)
 
     @property
     def stats(self) -> ClientStats:

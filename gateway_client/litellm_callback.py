@@ -30,6 +30,15 @@ of CustomLogger.log_success_event / async_log_success_event):
   OpenAI-shaped object is never read as Anthropic's (whose input_tokens exclude
   cache reads).
 
+With `check_spend=True` the proxy's pre-call hook (CustomLogger.async_pre_call_hook) asks
+`client.check_spend()` first, the customer looked up with the same `customer_id_keys` in
+the request's metadata (the proxy has put the key's `user_api_key_*` there) or on the
+key itself (`user_api_key_team_id` → its `team_id`), and answers a customer tokenledger
+says may not spend with LiteLLM's BudgetExceededError (the proxy's budget answer, status
+`litellm.budget_exceeded_status_code`). A request with no customer id is let through
+(it is logged as unattributed after the call); the other BalanceErrors propagate. The
+SDK (`litellm.completion`) has no pre-call hook: call `client.check_spend()` before it.
+
 No import of litellm is needed: when it is importable the class subclasses its
 CustomLogger, otherwise it is a plain class with the same method names.
 """
@@ -39,6 +48,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
+from gateway_client.balance import SpendRefused
 from gateway_client.client import UsageClient
 
 try:  # the proxy has litellm; tests and other gateways need not
@@ -99,7 +109,8 @@ def _as_dict(value) -> dict | None:
 class TokenledgerCallback(_Base):
     def __init__(self, client: UsageClient, *, customer_id_keys: tuple[str, ...] = ("user_api_key_team_id",),
                  service_tier: str = "standard", region: str | None = None, cluster: str | None = None,
-                 record_cache_hits: bool = False, model_names: dict[str, str] | None = None):
+                 record_cache_hits: bool = False, model_names: dict[str, str] | None = None,
+                 check_spend: bool = False):
         if _Base is not object:
             super().__init__()
         self.client = client
@@ -107,6 +118,9 @@ class TokenledgerCallback(_Base):
         self.service_tier, self.region, self.cluster = service_tier, region, cluster
         self.record_cache_hits = record_cache_hits
         self.model_names = model_names or {}
+        self.check_spend = check_spend
+        if check_spend and client.balances is None:
+            raise ValueError("check_spend needs a UsageClient with rest_url and api_key, or balances=")
         self.unattributed = 0  # successful calls with no customer id: logged, not recorded
 
     def log_success_event(self, kwargs, response_obj, start_time, end_time):
@@ -117,6 +131,29 @@ class TokenledgerCallback(_Base):
             await asyncio.to_thread(self.record, kwargs, response_obj, end_time=end_time)
         else:
             self.record(kwargs, response_obj, end_time=end_time)
+
+    async def async_pre_call_hook(self, user_api_key_dict, cache, data, call_type):
+        if not self.check_spend:
+            return None
+        customer_id = self._request_customer_id(user_api_key_dict, data)
+        if customer_id:
+            try:  # a cached balance answers at once; a fetch blocks on HTTP: not on the event loop
+                await asyncio.to_thread(self.client.check_spend, customer_id)
+            except SpendRefused as refused:
+                raise _budget_exceeded(refused) from refused
+        return None
+
+    def _request_customer_id(self, user_api_key_dict, data: dict) -> str | None:
+        sources = [data.get("metadata") or {}, data.get("litellm_metadata") or {}]
+        for key in self.customer_id_keys:
+            for source in sources:
+                value = source.get(key) if isinstance(source, dict) else None
+                if isinstance(value, str) and value:
+                    return value
+            value = getattr(user_api_key_dict, key.removeprefix("user_api_key_"), None)
+            if isinstance(value, str) and value:
+                return value
+        return None
 
     def record(self, kwargs: dict, response_obj, *, end_time=None) -> str | None:
         """Record the call; returns the event_id, or None when there is nothing to bill."""
@@ -190,6 +227,19 @@ class TokenledgerCallback(_Base):
         if isinstance(end_time, datetime):  # LiteLLM passes naive local time
             return end_time.astimezone(UTC)
         return datetime.now(UTC)
+
+
+def _budget_exceeded(refused: SpendRefused) -> Exception:
+    """LiteLLM's own budget refusal, which the proxy answers as a client error; the
+    refusal itself where litellm is not installed."""
+    try:
+        from litellm.exceptions import BudgetExceededError
+    except ImportError:  # pragma: no cover - depends on the environment
+        return refused
+    balance = refused.balance
+    # LiteLLM's exception takes floats; they are only shown in its message, the money stays Decimal here
+    return BudgetExceededError(current_cost=float(balance.spend), max_budget=float(balance.budget or 0),
+                               message=str(refused), entity_type="customer", entity_id=balance.customer_id)
 
 
 def _plain(usage: dict) -> dict:

@@ -11,7 +11,9 @@ mid-month change), signs two contracts and prints invoice previews; runs the bil
 run for that month on a real Celery worker, finalizes, issues a credit note, writes the
 PDFs to var/demo-invoices/ and prints the invoice table. Last, it seeds a mixed demo
 fleet, allocates hardware and power cost to every hour of the month and prints the unit
-economics by model tier and datacenter, with one cluster-hour worked by hand.
+economics by model tier and datacenter, with one cluster-hour worked by hand. Finally,
+this month: more traffic through Kafka, budgets set mid-way and crossed, the alerts sent
+once each, and the balances a gateway reads over the REST API.
 """
 
 import argparse
@@ -57,7 +59,7 @@ TOKEN_CLASS_SHAPES = {
 }
 
 
-def demo_traffic(start: datetime, end: datetime):
+def demo_traffic(start: datetime, end: datetime, *, seed: int = 7):
     """The demo month's requests, shaped and routed for the demo fleet (scripts.demo_costs),
     with the token classes of TOKEN_CLASS_SHAPES and a flex share (scripts.traffic)."""
     from dataclasses import replace
@@ -67,7 +69,7 @@ def demo_traffic(start: datetime, end: datetime):
 
     shapes = {model: replace(shape, **TOKEN_CLASS_SHAPES.get(model, {})) for model, shape in SHAPES.items()}
     return Traffic(customers=[c for c, _ in CUSTOMERS], models=[m for m, _ in MODELS], start=start, end=end,
-                   model_weights=MODEL_WEIGHTS, shapes=shapes)
+                   model_weights=MODEL_WEIGHTS, shapes=shapes, seed=seed)
 
 
 def broker_fresh() -> tuple[str, object]:
@@ -123,6 +125,7 @@ def run(events: int, bootstrap: str) -> None:
     from scripts.demo_corrections import correction_show
     from scripts.demo_costs import fleet_seed, unit_economics_print
     from scripts.demo_pricing import invoices_print
+    from scripts.demo_spend import spend_show
     from scripts.traffic import messages_produce
 
     call_command("migrate", verbosity=0)
@@ -162,6 +165,9 @@ def run(events: int, bootstrap: str) -> None:
                     as_of=datetime.now(UTC))
     step(f"cost allocation and unit economics {start:%Y-%m} (demo fleet; figures labelled as demo)")
     unit_economics_print(start=start, end=end)
+    step("spend control this month: live balances off Kafka, budgets, alerts, a gateway's balance reads")
+    spend_show(bootstrap=bootstrap, customers=[c for c, _ in CUSTOMERS],
+               consume=lambda n: consume_with_progress(bootstrap, expected=n))
 
 
 def consume_with_progress(bootstrap: str, *, expected: int) -> float:

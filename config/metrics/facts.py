@@ -25,7 +25,7 @@ class DatabaseFacts:
     def collect(self):
         up = GaugeMetricFamily("tokenledger_facts_up", "1 if the facts below could be read from Postgres.")
         try:
-            families = [*billing_run_families(), *allocation_families()]
+            families = [*billing_run_families(), *allocation_families(), *balance_families()]
         except DatabaseError as exc:
             logger.warning("metrics: Postgres facts unavailable: %s", exc)
             families = []
@@ -86,6 +86,21 @@ def allocation_families() -> list:
         hour.add_metric([], latest["hour"].timestamp())
         run.add_metric([], latest["at"].timestamp())
     return [hour, run]
+
+
+def balance_families() -> list:
+    from billing.models import SpendAlert
+    from metering.models import ConsumerWatermark
+
+    exact = GaugeMetricFamily("tokenledger_ledger_exact_as_of_timestamp_seconds",
+                              "Per topic, the instant before which every produced event is in the ledger (the oldest "
+                              "partition's watermark): what balances are exact up to.", labels=["topic"])
+    for row in ConsumerWatermark.objects.values("topic").annotate(at=Min("caught_up_at")):
+        exact.add_metric([row["topic"]], row["at"].timestamp())
+    alerts = CounterMetricFamily("tokenledger_spend_alerts", "Spend alerts announced, by kind.", labels=["kind"])
+    for row in SpendAlert.objects.values("kind").annotate(n=Count("id")):
+        alerts.add_metric([row["kind"]], row["n"])
+    return [exact, alerts]
 
 
 FACTS = CollectorRegistry()
