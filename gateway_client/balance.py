@@ -139,7 +139,8 @@ def balance_parse(payload) -> Balance:
     """The API's JSON balance as a Balance; raises on anything else."""
     if not isinstance(payload, dict) or not isinstance(payload["allowed"], bool):
         raise TypeError("a balance is an object with a boolean 'allowed'")
-    optional = {name: None if payload[name] is None else _money(payload[name]) for name in ("budget", "budget_remaining")}
+    optional = {name: None if payload[name] is None else _money(payload[name])
+                for name in ("budget", "budget_remaining")}
     as_of = datetime.fromisoformat(payload["as_of"])
     if as_of.tzinfo is None:
         raise ValueError("as_of must carry an offset")
@@ -205,7 +206,7 @@ class BalanceCache:
                     entry.fetching = True
                     break
                 seen = entry.answers
-                # the request in flight ends within the reader's timeout (per socket operation: twice, connect and read)
+                # the request in flight ends within the reader's timeout, once to connect and once to read
                 if not self._cond.wait_for(lambda: entry.answers != seen, timeout=2 * self.timeout_s + 1):
                     return self._unanswered(customer_id, entry, self._clock(), why="waited for a request in flight")
                 if entry.outcome == "balance":
