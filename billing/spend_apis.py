@@ -14,7 +14,7 @@ from billing.models import Budget
 from billing.rating.money import money_text as money
 from billing.selectors import month_bounds
 from billing.selectors.budgets import budgets_nearest_limit, budgets_without_spend
-from billing.services.spend import balance_read, budget_json, budget_put, spends_refresh
+from billing.services.spend import BalanceView, balance_read, budget_json, budget_put, spends_refresh
 from config.api import customer_scope_of
 from config.openapi import MoneyField, page_of
 from metering.services import utc_now
@@ -49,12 +49,15 @@ class BalanceApi(APIView):
             balance_read(customer_id=customer_id, as_of=utc_now())
         if balance is None:
             raise NotFound("No such customer.")
-        return Response({
-            "customer_id": balance.customer_id, "period": balance.period, "spend": money(balance.spend),
+        return Response(balance_json(balance))
+
+
+def balance_json(balance: BalanceView) -> dict:
+    """What BalanceSerializer describes (the hot path answers the same)."""
+    return {"customer_id": balance.customer_id, "period": balance.period, "spend": money(balance.spend),
             "credit_remaining": money(balance.credit_remaining), "budget": money(balance.budget),
             "budget_remaining": money(balance.budget_remaining), "allowed": balance.allowed,
-            "as_of": balance.as_of.isoformat(), "lag_ms": balance.lag_ms, "unpriced": balance.unpriced,
-        })
+            "as_of": balance.as_of.isoformat(), "lag_ms": balance.lag_ms, "unpriced": balance.unpriced}
 
 
 class BudgetSerializer(serializers.Serializer):

@@ -140,24 +140,49 @@ def customer_scope_of(request) -> str | None:
     return key.customer.customer_id if key is not None and key.scope == "customer" else None
 
 
-class KeyRateThrottle(throttling.SimpleRateThrottle):
-    """Per-key rate; views name their bucket in `throttle_scope` (rates read from settings
-    on every request, so they can be changed without a restart of the class)."""
+_redis = None
 
-    def __init__(self):
-        pass  # the rate depends on the view: set in allow_request
+
+def redis_client():
+    """One Redis client per process (its pool is thread-safe): Django's cache makes a new
+    client, with its ~170 response callbacks, on every call."""
+    global _redis
+    if _redis is None:
+        import redis
+
+        _redis = redis.Redis.from_url(settings.REDIS_URL)
+    return _redis
+
+
+class KeyRateThrottle(throttling.BaseThrottle):
+    """Per-key rate; views name their bucket in `throttle_scope` (rates read from settings
+    on every request, so they can be changed without a restart). A window of the rate's
+    duration opens at a key's first request and counts in Redis: one round trip and O(1)
+    whatever the rate (DRF's SimpleRateThrottle reads and writes the key's whole list of
+    request times, 60,000 entries at 1,000 balance reads a second: 3.7 ms a request)."""
 
     def allow_request(self, request, view):
-        self.bucket = getattr(view, "throttle_scope", "read")
-        self.rate = {"ingest": settings.USAGE_INGEST_RATE, "balance": settings.BALANCE_READ_RATE}.get(
-            self.bucket, settings.API_READ_RATE)
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
-
-    def get_cache_key(self, request, view):
         if request.auth is None:
-            return None
-        return f"throttle:{self.bucket}:{request.auth.key_hash[:24]}"
+            return True
+        allowed, self.ttl_s = key_rate_allows(bucket=getattr(view, "throttle_scope", "read"),
+                                              key_hash=request.auth.key_hash)
+        return allowed
+
+    def wait(self):
+        return max(self.ttl_s, 1)
+
+
+def key_rate_allows(*, bucket: str, key_hash: str) -> tuple[bool, int]:
+    """Count one request of the key in the bucket's window: (within the rate, seconds the
+    window has left)."""
+    rate = {"ingest": settings.USAGE_INGEST_RATE, "balance": settings.BALANCE_READ_RATE}.get(
+        bucket, settings.API_READ_RATE)
+    allowed, duration = throttling.SimpleRateThrottle.parse_rate(None, rate)
+    key = f"throttle:{bucket}:{key_hash[:24]}"
+    pipe = redis_client().pipeline(transaction=False)
+    pipe.set(key, 0, ex=duration, nx=True).incr(key).ttl(key)
+    _, count, ttl_s = pipe.execute()
+    return count <= allowed, ttl_s
 
 
 # --- periods and groupings in query strings ---------------------------------------------

@@ -23,4 +23,11 @@ def chunked_bodies(app):
     return application
 
 
-application = chunked_bodies(get_wsgi_application())
+def _application():
+    django_app = get_wsgi_application()
+    from billing.balance_hot_path import balance_hot_path  # needs the apps loaded
+
+    return chunked_bodies(balance_hot_path(django_app))
+
+
+application = _application()

@@ -70,15 +70,32 @@ class BalanceState:
     ledger_as_of: datetime | None
 
 
-BALANCE_SQL = """
-SELECT c.id, c.customer_id, s.spend, s.credit_balance, s.unpriced, s.computed_at,
+_STATE_COLUMNS = """c.id, c.customer_id, s.spend, s.credit_balance, s.unpriced, s.computed_at,
        b.monthly_limit, b.thresholds, b.hard,
-       (SELECT min(w.caught_up_at) FROM metering_consumer_watermark w WHERE w.topic = %(topic)s)
+       (SELECT min(w.caught_up_at) FROM metering_consumer_watermark w WHERE w.topic = %(topic)s)"""
+_STATE_JOINS = """LEFT JOIN billing_spend s ON s.customer_id = c.id AND s.period = %(period)s
+LEFT JOIN billing_budget b ON b.customer_id = c.id"""
+BALANCE_SQL = f"""
+SELECT {_STATE_COLUMNS}
 FROM metering_customer c
-LEFT JOIN billing_spend s ON s.customer_id = c.id AND s.period = %(period)s
-LEFT JOIN billing_budget b ON b.customer_id = c.id
+{_STATE_JOINS}
 WHERE c.customer_id = %(customer)s
 """
+# The same, with the API key that asks (hashed), in one round trip (billing/balance_hot_path.py).
+KEYED_BALANCE_SQL = f"""
+SELECT k.scope, kc.customer_id, {_STATE_COLUMNS}
+FROM metering_apikey k
+LEFT JOIN metering_customer kc ON kc.id = k.customer_id
+JOIN metering_customer c ON c.customer_id = %(customer)s
+{_STATE_JOINS}
+WHERE k.key_hash = %(key_hash)s AND k.revoked_at IS NULL
+"""
+
+
+def _state(row) -> BalanceState:
+    pk, customer, spend, credit, unpriced, computed_at, limit, thresholds, hard, as_of = row
+    budget = None if limit is None else BudgetTerms(limit, tuple(thresholds), hard)
+    return BalanceState(pk, customer, spend, credit or Decimal(0), bool(unpriced), computed_at, budget, as_of)
 
 
 def balance_state(*, customer_id: str, period: datetime, topic: str) -> BalanceState | None:
@@ -87,8 +104,15 @@ def balance_state(*, customer_id: str, period: datetime, topic: str) -> BalanceS
     with connection.cursor() as cursor:
         cursor.execute(BALANCE_SQL, {"customer": customer_id, "period": period.date(), "topic": topic})
         row = cursor.fetchone()
-    if row is None:
-        return None
-    pk, customer, spend, credit, unpriced, computed_at, limit, thresholds, hard, as_of = row
-    budget = None if limit is None else BudgetTerms(limit, tuple(thresholds), hard)
-    return BalanceState(pk, customer, spend, credit or Decimal(0), bool(unpriced), computed_at, budget, as_of)
+    return None if row is None else _state(row)
+
+
+def keyed_balance_state(*, key_hash: str, customer_id: str, period: datetime, topic: str
+                        ) -> tuple[str, str | None, BalanceState] | None:
+    """(the key's scope, the customer it is bound to, the balance state) for a live key and
+    a known customer, else None."""
+    with connection.cursor() as cursor:
+        cursor.execute(KEYED_BALANCE_SQL, {"key_hash": key_hash, "customer": customer_id, "period": period.date(),
+                                           "topic": topic})
+        row = cursor.fetchone()
+    return None if row is None else (row[0], row[1], _state(row[2:]))

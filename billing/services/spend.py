@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from billing.models import Budget, Spend, SpendAlert
 from billing.rating import BudgetTerms, balance_of, credit_exhausted, thresholds_reached
 from billing.selectors import month_bounds
-from billing.selectors.spend import balance_state, budget_terms, credit_states, period_spends
+from billing.selectors.spend import BalanceState, balance_state, budget_terms, credit_states, period_spends
 from billing.services.audit import audit_record
 from billing.services.webhooks import webhook_event_publish
 from config.api import DomainError
@@ -31,6 +31,13 @@ INSERT INTO billing_spend (customer_id, period, spend, credit_balance, credit_en
 SELECT c.id, %(period)s, 0, 0, 0, false, %(at)s FROM metering_customer c WHERE c.customer_id = ANY(%(customers)s)
 ORDER BY c.id
 ON CONFLICT (customer_id, period) DO NOTHING
+"""
+UPDATE_SQL = """
+UPDATE billing_spend s SET spend = u.spend, unpriced = u.unpriced, credit_balance = u.credit,
+                           credit_entry_last = u.last, computed_at = %(at)s
+FROM unnest(%(ids)s::bigint[], %(spends)s::numeric[], %(unpriced)s::bool[], %(credits)s::numeric[],
+            %(lasts)s::bigint[]) u (id, spend, unpriced, credit, last)
+WHERE s.id = u.id
 """
 ALERT_SQL = """
 INSERT INTO billing_spendalert (customer_id, kind, key, period, threshold, spend, "limit", created_at)
@@ -60,7 +67,10 @@ def spends_refresh(*, customer_ids: Iterable[str], as_of: datetime) -> list[Spen
         spend = spent[row.customer.customer_id]
         row.spend, row.unpriced, row.computed_at = spend.amount, spend.unpriced, as_of
         row.credit_balance, row.credit_entry_last = credits.get(row.customer.customer_id, (Decimal(0), 0))
-    Spend.objects.bulk_update(rows, ["spend", "unpriced", "computed_at", "credit_balance", "credit_entry_last"])
+    with connection.cursor() as cursor:  # one statement: bulk_update's CASE per row costs 1.7 ms a customer
+        cursor.execute(UPDATE_SQL, {
+            "ids": [r.pk for r in rows], "spends": [r.spend for r in rows], "unpriced": [r.unpriced for r in rows],
+            "credits": [r.credit_balance for r in rows], "lasts": [r.credit_entry_last for r in rows], "at": as_of})
     _alerts_send(rows, budgets, as_of=as_of)
     return rows
 
@@ -182,9 +192,14 @@ def balance_read(*, customer_id: str, as_of: datetime) -> BalanceView | None:
     if state.spend is None:
         spends_refresh(customer_ids=[customer_id], as_of=as_of)
         state = balance_state(customer_id=customer_id, period=period, topic=usage_topic())
+    return balance_view(state, as_of=as_of)
+
+
+def balance_view(state: BalanceState, *, as_of: datetime) -> BalanceView:
+    """The balance of a state read at `as_of` (its spend computed)."""
     balance = balance_of(spend=state.spend, credit_balance=state.credit_balance, budget=state.budget)
     exact_at = min(state.ledger_as_of or state.computed_at, as_of)
-    return BalanceView(customer_id=state.customer_id, period=f"{period:%Y-%m}", spend=balance.spend,
+    return BalanceView(customer_id=state.customer_id, period=f"{as_of:%Y-%m}", spend=balance.spend,
                        credit_remaining=balance.credit_remaining, budget=balance.budget,
                        budget_remaining=balance.budget_remaining, allowed=balance.allowed, as_of=exact_at,
                        lag_ms=max(int((as_of - exact_at).total_seconds() * 1000), 0), unpriced=state.unpriced)
