@@ -308,7 +308,25 @@ class UsageAdjustment(SourceCoordinates):
         return f"{self.action} {self.customer_id}/{self.event_id} ({self.adjustment_id})"
 
 
-class HourlyRollup(models.Model):
+class TokenSums(models.Model):
+    """Events and the sums of their token fields (`token_classes.FIELDS`): what a projection
+    of the ledger holds per group."""
+
+    events = models.BigIntegerField()
+    input_tokens = models.BigIntegerField()
+    cached_input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    cache_write_tokens = models.BigIntegerField(db_default=0)
+    cache_write_long_tokens = models.BigIntegerField(db_default=0)
+    audio_input_tokens = models.BigIntegerField(db_default=0)
+    audio_output_tokens = models.BigIntegerField(db_default=0)
+    reasoning_tokens = models.BigIntegerField(db_default=0)
+
+    class Meta:
+        abstract = True
+
+
+class HourlyRollup(TokenSums):
     """Events and token sums per (customer, model, service tier, region, cluster, hour).
 
     The sums are of the event's fields, totals and parts (`input_tokens` includes the
@@ -321,15 +339,6 @@ class HourlyRollup(models.Model):
     region = models.CharField(max_length=64, blank=True)
     cluster = models.CharField(max_length=64, blank=True)
     hour = models.DateTimeField()
-    events = models.BigIntegerField()
-    input_tokens = models.BigIntegerField()
-    cached_input_tokens = models.BigIntegerField()
-    output_tokens = models.BigIntegerField()
-    cache_write_tokens = models.BigIntegerField(db_default=0)
-    cache_write_long_tokens = models.BigIntegerField(db_default=0)
-    audio_input_tokens = models.BigIntegerField(db_default=0)
-    audio_output_tokens = models.BigIntegerField(db_default=0)
-    reasoning_tokens = models.BigIntegerField(db_default=0)
 
     class Meta:
         db_table = "metering_hourly_rollup"
@@ -359,7 +368,7 @@ class UsageBoundary(models.Model):
         return self.at.isoformat()
 
 
-class UsageSegment(models.Model):
+class UsageSegment(TokenSums):
     """Events and token sums per (customer, model, service tier, cluster) over the stretch
     from `starts_at` (a month start or a `UsageBoundary`) to the next boundary: the usage
     a live balance rates, a few rows per customer and month rather than one per hour."""
@@ -369,15 +378,6 @@ class UsageSegment(models.Model):
     model = models.CharField(max_length=128)
     service_tier = models.CharField(max_length=16)
     cluster = models.CharField(max_length=64, blank=True)
-    events = models.BigIntegerField()
-    input_tokens = models.BigIntegerField()
-    cached_input_tokens = models.BigIntegerField()
-    output_tokens = models.BigIntegerField()
-    cache_write_tokens = models.BigIntegerField()
-    cache_write_long_tokens = models.BigIntegerField()
-    audio_input_tokens = models.BigIntegerField()
-    audio_output_tokens = models.BigIntegerField()
-    reasoning_tokens = models.BigIntegerField()
 
     class Meta:
         db_table = "metering_usage_segment"

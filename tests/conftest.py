@@ -7,6 +7,7 @@ consumer group, so tests never see each other's messages.
 
 import decimal
 import os
+import time
 import uuid
 from datetime import UTC, datetime
 from threading import Barrier, Event, Thread
@@ -115,6 +116,16 @@ def api_client_for(db):
         return client
 
     return make
+
+
+def wait_for(predicate, timeout_s: float = 60, interval_s: float = 0.1):
+    """The first true value of `predicate()`, polled until `timeout_s`; fails the test after."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(interval_s)
+    raise AssertionError("timed out")
 
 
 def utc(*args) -> datetime:

@@ -29,7 +29,7 @@ from config.celery import app
 from metering.models import Customer
 from metering.services import catalog_model_create, model_tier_change
 from tests.billing.conftest import rollup
-from tests.conftest import at_once
+from tests.conftest import at_once, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 OCT = date(2026, 10, 1)
@@ -249,11 +249,3 @@ def test_a_failed_attempt_is_retried_on_the_worker_not_failing_the_run(list_pric
     assert chunk.attempts == 2 and chunk.error == ""
     assert Invoice.objects.filter(period=OCT, status="finalized").count() == 3
 
-
-def wait_for(predicate, timeout_s: float = 30):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")

@@ -17,6 +17,7 @@ from billing.services.invoices import invoice_finalize
 from billing.services.webhooks import SIGNATURE_HEADER, signature_verify
 from metering.models import Customer
 from tests.billing.conftest import rollup
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 OCT = date(2026, 10, 1)
@@ -30,14 +31,6 @@ def usage(list_prices):
         rollup(customer_id, "gpt-5.4", datetime(2026, 10, 3, rank, tzinfo=UTC), input_tokens=(rank + 1) * 1_000_000)
         rollup(customer_id, "gpt-5.4-nano", datetime(2026, 10, 9, tzinfo=UTC), input_tokens=1_000_000, output=10)
 
-
-def wait_for(predicate, timeout_s: float = 60):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out")
 
 
 def run_done(run_id: int) -> BillingRun | None:

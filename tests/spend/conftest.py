@@ -3,7 +3,6 @@ rollups and the usage segments both hold it), and the balance compared with a ra
 
 import json
 import threading
-import time
 from datetime import datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,11 +61,3 @@ def receiver():
     yield f"http://127.0.0.1:{server.server_address[1]}/hooks", _Receiver.received
     server.shutdown()
 
-
-def wait_for(predicate, timeout_s: float = 60):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")

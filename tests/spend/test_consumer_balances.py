@@ -18,10 +18,10 @@ from billing.services.spend import budget_put
 from billing.services.webhooks import SIGNATURE_HEADER
 from metering.consumer.runner import ConsumerConfig, LedgerConsumer
 from metering.services import utc_now
-from tests.conftest import TEST_SESSION_TIMEOUT_MS
+from tests.conftest import TEST_SESSION_TIMEOUT_MS, wait_for
 from tests.metering.factories import event
 from tests.metering.kafka_helpers import send
-from tests.spend.conftest import receiver, wait_for  # noqa: F401 (fixture)
+from tests.spend.conftest import receiver  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 # Produce → balance within this long: bench/balance.py's p99 on this machine, with slack for a
