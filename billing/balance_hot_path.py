@@ -6,7 +6,7 @@ middleware, URL resolution, DRF and a second query.
 Only the plain case is answered here: a live key whose scope may read that customer, a
 spend row already computed, the throttle not exceeded. Anything else (no or malformed
 credentials, an unknown key or customer, another customer's balance, a missing spend
-row, a throttled key, a database error) falls through to the DRF view
+row, a throttled key, a database or Redis error) falls through to the DRF view
 (billing/spend_apis.py), which answers it exactly as it always has, so the contract has
 one definition; tests/spend/test_balance_hot_path.py holds the two to the same answers.
 """
@@ -16,6 +16,7 @@ import re
 import time
 
 from django.db import DatabaseError
+from redis.exceptions import RedisError
 
 from billing.selectors.spend import keyed_balance_state
 from config.api import api_key_hash, key_rate_allows
@@ -48,7 +49,11 @@ def _answer(environ) -> bytes | None:
     scope, bound, state = found
     if scope not in READERS or (scope == "customer" and bound != customer_id) or state.spend is None:
         return None
-    if not key_rate_allows(bucket="balance", key_hash=key_hash)[0]:
+    try:
+        within = key_rate_allows(bucket="balance", key_hash=key_hash)[0]
+    except RedisError:
+        return None  # the view meets the same error and answers it
+    if not within:
         return None  # over the rate: the view counts it too and answers 429
     return json.dumps(balance_json(balance_view(state, as_of=now))).encode()
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -141,17 +142,20 @@ def customer_scope_of(request) -> str | None:
 
 
 _redis = None
+_redis_lock = threading.Lock()
 
 
 def redis_client():
     """One Redis client per process (its pool is thread-safe): Django's cache makes a new
-    client, with its ~170 response callbacks, on every call."""
+    client, with its ~170 response callbacks, on every call. Made under a lock: two
+    threads racing would each make one, and the loser's sockets close under it."""
     global _redis
-    if _redis is None:
-        import redis
+    with _redis_lock:
+        if _redis is None:
+            import redis
 
-        _redis = redis.Redis.from_url(settings.REDIS_URL)
-    return _redis
+            _redis = redis.Redis.from_url(settings.REDIS_URL)
+        return _redis
 
 
 class KeyRateThrottle(throttling.BaseThrottle):

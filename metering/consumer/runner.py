@@ -145,7 +145,7 @@ class LedgerConsumer:
         self.producer = KafkaProducer(bootstrap_servers=config.bootstrap_servers, **PRODUCER_CONFIG)
         self.lateness = timedelta(days=settings.USAGE_LATENESS_DAYS)
         self.stats = RunStats()
-        self.caught_up_at = None  # set by `_poll`: when the records it returned left every partition read up
+        self.caught_up_at = None  # set by `_poll`: an instant before which everything produced is in hand
 
     def run(self, stop: Event) -> RunStats:
         ledger_partitions_ahead(as_of=utc_now())
@@ -184,9 +184,8 @@ class LedgerConsumer:
         2.3 s with it on the same busy machine, 0.3 s on a quieter one. While the partitions are behind (a backlog) it waits for the next
         fetch response, so a backlog still makes full batches from small responses."""
         records, size = [], 0
-        timeout_ms, polled_at = 1_000, utc_now()
+        timeout_ms = 1_000
         while len(records) < self.config.batch_messages_max and size < self.config.batch_bytes_max:
-            polled_at = utc_now()
             polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.config.batch_messages_max - len(records))
             fresh = [record for batch in polled.values() for record in batch]
             if not fresh:
@@ -196,9 +195,26 @@ class LedgerConsumer:
             if self._caught_up():
                 break
             timeout_ms = BEHIND_POLL_MS
-        # When the last poll began: what was produced before it had reached the broker.
-        self.caught_up_at = polled_at if self.consumer.assignment() and self._caught_up() else None
+        self.caught_up_at = self._read_up_at()
         return records
+
+    def _read_up_at(self):
+        """Now, if every assigned partition of the topic is read (once what was polled is
+        written) up to its end offset as the broker states it now; else None. Asked of the
+        broker, not taken from the last fetch response: a response fetched ahead, while the
+        previous batch was being written, holds an older high watermark, and a watermark
+        stamped from it ran ahead of the ledger (docs/benchmarks.md, "Spend control")."""
+        partitions = [tp for tp in self.consumer.assignment() if tp.topic == self.config.topic]
+        if not partitions:
+            return None
+        asked_at = utc_now()
+        try:
+            ends = self.consumer.end_offsets(partitions)
+            positions = [self.consumer.position(tp, timeout_ms=0) for tp in partitions]
+        except KafkaError:
+            return None
+        caught_up = all(p is not None and p >= ends[tp] for tp, p in zip(partitions, positions))
+        return asked_at if caught_up else None
 
     def _caught_up(self) -> bool:
         """Every assigned partition read up to the high watermark of its last fetch response."""
