@@ -146,6 +146,7 @@ class LedgerConsumer:
         self.lateness = timedelta(days=settings.USAGE_LATENESS_DAYS)
         self.stats = RunStats()
         self.caught_up_at = None  # set by `_poll`: an instant before which everything produced is in hand
+        self._asked = None  # (instant, end offsets the broker stated then) not yet passed
 
     def run(self, stop: Event) -> RunStats:
         ledger_partitions_ahead(as_of=utc_now())
@@ -199,22 +200,27 @@ class LedgerConsumer:
         return records
 
     def _read_up_at(self):
-        """Now, if every assigned partition of the topic is read (once what was polled is
-        written) up to its end offset as the broker states it now; else None. Asked of the
-        broker, not taken from the last fetch response: a response fetched ahead, while the
-        previous batch was being written, holds an older high watermark, and a watermark
-        stamped from it ran ahead of the ledger (docs/benchmarks.md, "Spend control")."""
-        partitions = [tp for tp in self.consumer.assignment() if tp.topic == self.config.topic]
-        if not partitions:
-            return None
-        asked_at = utc_now()
+        """An instant before which everything produced to the assigned partitions is in
+        hand (once what was polled is written), or None. The broker is asked for its end
+        offsets at an instant T; once the position passes them, T is such an instant. Asked
+        of the broker, not taken from the last fetch response: a response fetched ahead,
+        while the previous batch was written, holds an older high watermark, and a watermark
+        stamped from it ran ahead of the ledger (docs/benchmarks.md, "Spend control"). While
+        events keep coming, T trails by the batch or two it takes to pass the ends asked."""
+        partitions = {tp for tp in self.consumer.assignment() if tp.topic == self.config.topic}
         try:
-            ends = self.consumer.end_offsets(partitions)
-            positions = [self.consumer.position(tp, timeout_ms=0) for tp in partitions]
+            positions = {tp: self.consumer.position(tp, timeout_ms=0) for tp in partitions}
+            reached = None
+            for _ in range(2):  # the ends asked before, then (if passed) fresh ones: passed already if caught up
+                if self._asked is None or set(self._asked[1]) != partitions:
+                    self._asked = (utc_now(), self.consumer.end_offsets(list(partitions))) if partitions else None
+                if self._asked is None or not all((positions[tp] or 0) >= end for tp, end in self._asked[1].items()):
+                    break
+                reached, self._asked = self._asked[0], None
         except KafkaError:
+            self._asked = None
             return None
-        caught_up = all(p is not None and p >= ends[tp] for tp, p in zip(partitions, positions))
-        return asked_at if caught_up else None
+        return reached
 
     def _caught_up(self) -> bool:
         """Every assigned partition read up to the high watermark of its last fetch response."""
