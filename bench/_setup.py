@@ -1,5 +1,6 @@
 """What both benchmarks share: a broker, the bench database with its catalog, fresh
-topics, synthetic traffic, peak RSS and the conditions printed with the figures.
+topics, synthetic traffic, the app under gunicorn, peak RSS and the conditions printed with
+the figures.
 
 Django is imported inside functions: the environment (DATABASE_URL, Kafka) must be
 in place before `django.setup()` reads settings.
@@ -144,3 +145,25 @@ def conditions() -> dict:
 
 def figures_print(figures: dict) -> None:
     print(json.dumps(figures, indent=2))
+
+
+@contextmanager
+def gunicorn(*, port: int, env: dict, server: str) -> Iterator[subprocess.Popen]:
+    """The app under gunicorn on loopback, `server` being `sync:W` or `gthread:W:T` (W workers,
+    T threads each); SIGTERM to its master on exit."""
+    kind, workers, *threads = server.split(":")
+    command = [str(Path(PYTHON).parent / "gunicorn"), "config.wsgi", "-w", workers, "-b", f"127.0.0.1:{port}",
+               "--log-level", "warning"]
+    if kind == "gthread":
+        command += ["-k", "gthread", "--threads", threads[0]]
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
+    try:
+        deadline = time.monotonic() + 30
+        while not local_kafka.port_open("127.0.0.1", port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("gunicorn did not start")
+            time.sleep(0.2)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)

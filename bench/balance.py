@@ -61,15 +61,12 @@ import json
 import os
 import random
 import resource
-import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from multiprocessing import get_context
@@ -78,7 +75,7 @@ from wsgiref.util import setup_testing_defaults
 
 from bench._setup import (
     LEDGER_TABLES, PYTHON, ROOT, broker, conditions, database_create, django_start, figures_print, target,
-    topics_fresh,
+    gunicorn, topics_fresh,
 )
 from scripts import local_kafka
 
@@ -255,27 +252,6 @@ def wsgi_get(application, path: str, key: str) -> int:
 
 
 # --- the server and the load process ---------------------------------------------------
-
-
-@contextmanager
-def gunicorn(*, port: int, env: dict, server: str) -> Iterator[subprocess.Popen]:
-    """`sync:W` or `gthread:W:T` (bench/rest_ingest.py's helper, with the worker class)."""
-    kind, workers, *threads = server.split(":")
-    command = [str(Path(PYTHON).parent / "gunicorn"), "config.wsgi", "-w", workers, "-b", f"127.0.0.1:{port}",
-               "--log-level", "warning"]
-    if kind == "gthread":
-        command += ["-k", "gthread", "--threads", threads[0]]
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
-    try:
-        deadline = time.monotonic() + 30
-        while not local_kafka.port_open("127.0.0.1", port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not start")
-            time.sleep(0.2)
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
 
 
 def cpu_seconds(pids: list[int]) -> float:

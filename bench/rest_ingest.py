@@ -23,22 +23,16 @@ a request (send to response read), in ms; non-202 responses.
 import argparse
 import http.client
 import json
-import os
-import signal
 import statistics
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from pathlib import Path
 
 from bench._setup import (
-    DATABASE_URL_DEFAULT, PYTHON, ROOT, broker, conditions, database_create, django_start, figures_print, target,
-    topics_fresh, traffic,
+    DATABASE_URL_DEFAULT, broker, conditions, database_create, django_start, figures_print, target,
+    gunicorn, topics_fresh, traffic,
 )
 from scripts import local_kafka
 
@@ -115,24 +109,6 @@ def load_run(*, port: int, api_key: str, requests: int, events_per_request: int,
     return outcome
 
 
-@contextmanager
-def gunicorn(*, port: int, env: dict) -> Iterator[subprocess.Popen]:
-    """The app under gunicorn with WORKERS sync workers; SIGTERM to its master on exit."""
-    command = [str(Path(PYTHON).parent / "gunicorn"), "config.wsgi", "-w", str(WORKERS),
-               "-b", f"127.0.0.1:{port}", "--log-level", "warning"]
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
-    try:
-        deadline = time.monotonic() + 30
-        while not local_kafka.port_open("127.0.0.1", port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not start")
-            time.sleep(0.2)
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
-
-
 def ingest_key() -> str:
     from metering.services import api_key_create
 
@@ -173,7 +149,7 @@ def main() -> None:
         env = {"DATABASE_URL": args.database_url, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_USAGE_TOPIC": topic,
                "KAFKA_USAGE_DLQ_TOPIC": dlq_topic, "USAGE_INGEST_RATE": INGEST_RATE}
         port, api_key = local_kafka.free_port(), ingest_key()
-        with gunicorn(port=port, env=env), ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        with gunicorn(port=port, env=env, server=f"sync:{WORKERS}"), ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
             outcome = pool.submit(
                 load_run, port=port, api_key=api_key, requests=args.requests,
                 events_per_request=args.events_per_request, warmup=args.warmup,

@@ -18,6 +18,7 @@ import time
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
+from billing.selectors import month_bounds
 from billing.selectors.spend import keyed_balance_state
 from config.api import api_key_hash, key_rate_allows
 from config.metrics.counters import HTTP_REQUESTS, HTTP_SECONDS
@@ -41,7 +42,7 @@ def _answer(environ) -> bytes | None:
     customer_id, key_hash, now = match["customer_id"], api_key_hash(raw_key.strip()), utc_now()
     try:
         found = keyed_balance_state(key_hash=key_hash, customer_id=customer_id, topic=usage_topic(),
-                                    period=now.replace(day=1, hour=0, minute=0, second=0, microsecond=0))
+                                    period=month_bounds(now)[0])
     except DatabaseError:
         return None
     if found is None:

@@ -18,6 +18,7 @@ from metering.adjustments import AdjustmentResult, adjustments_apply
 from metering.consumer import steps
 from metering.schemas import Catalog
 from metering.selectors import catalog_current
+from billing.selectors import month_bounds
 from billing.services.spend import spends_refresh
 from metering.services import (
     AppendResult, consumer_watermark_record, dead_letters_record, ledger_append, ledger_partitions_ahead, utc_now,
@@ -264,7 +265,7 @@ class LedgerConsumer:
         """Last in the batch's transaction: the live spend of the customers whose usage of
         the current period it changed, then the watermark (balances are exact up to it)."""
         now = utc_now()
-        period = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        period = month_bounds(now)[0]
         customers = {customer for customer, month in result.touched if month == period}
         customers |= {item.adjustment.customer_id for item in checked.adjustments}
         spends_refresh(customer_ids=customers, as_of=now)
